@@ -1,0 +1,14 @@
+{{- define "bitcoin-operator.fullname" -}}
+{{- printf "%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "bitcoin-operator.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "bitcoin-operator.serviceAccountName" -}}
+{{- default (include "bitcoin-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}

@@ -1,0 +1,109 @@
+//! `stagecoach chart set|package|index`: the chart engine on files and directories.
+
+use std::path::Path;
+
+use super::{AppError, diff, write_atomically};
+use crate::chart::{edit, index, package};
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AppError {
+    let what = what.into();
+    move |source| AppError::Io { what, source }
+}
+
+fn out(stdout: &mut dyn std::io::Write, text: &str) -> Result<(), AppError> {
+    stdout.write_all(text.as_bytes()).map_err(io("writing the output"))
+}
+
+pub fn set(
+    file: &Path,
+    assignments: &[(String, String)],
+    create: bool,
+    dry_run: bool,
+    stdout: &mut dyn std::io::Write,
+) -> Result<(), AppError> {
+    let before = std::fs::read(file).map_err(io(format!("reading {}", file.display())))?;
+    let after = edit::set_all(&before, assignments, create)
+        .map_err(|e| AppError::Failed(format!("{}: {e}", file.display())))?;
+    let name = file.display().to_string();
+    let changes = diff(&String::from_utf8_lossy(&before), &String::from_utf8_lossy(&after), &name);
+    if changes.is_empty() {
+        return out(stdout, &format!("{name}: already set, nothing changed\n"));
+    }
+    out(stdout, &changes)?;
+    if dry_run {
+        return out(stdout, "dry run: nothing written\n");
+    }
+    write_atomically(file, &after).map_err(io(format!("writing {name}")))
+}
+
+pub fn package(
+    dir: &Path,
+    rename: Option<String>,
+    out_dir: &Path,
+    drop: Vec<String>,
+    dry_run: bool,
+    stdout: &mut dyn std::io::Write,
+) -> Result<(), AppError> {
+    let drop =
+        if drop.is_empty() { crate::config::DEFAULT_DROP.iter().map(ToString::to_string).collect() } else { drop };
+    let package =
+        package::package(dir, &package::Options { rename, drop }).map_err(|e| AppError::Failed(e.to_string()))?;
+    let target = out_dir.join(&package.file_name);
+    let summary = format!("{} ({} files, sha256 {})\n", target.display(), package.files.len(), package.digest);
+    if dry_run {
+        return out(stdout, &format!("dry run: would write {summary}"));
+    }
+    std::fs::create_dir_all(out_dir).map_err(io(format!("creating {}", out_dir.display())))?;
+    write_atomically(&target, &package.bytes).map_err(io(format!("writing {}", target.display())))?;
+    out(stdout, &format!("wrote {summary}"))
+}
+
+pub fn index(repo: &Path, url: Option<&str>, dry_run: bool, stdout: &mut dyn std::io::Write) -> Result<(), AppError> {
+    let index_path = repo.join("index.yaml");
+    let before = match std::fs::read_to_string(&index_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(format!("reading {}", index_path.display()))(e)),
+    };
+    let mut packages: Vec<_> = std::fs::read_dir(repo)
+        .map_err(io(format!("reading {}", repo.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    packages.sort();
+    if packages.is_empty() {
+        return Err(AppError::Failed(format!("{}: no .tgz packages to index", repo.display())));
+    }
+    let now = index::rfc3339(std::time::SystemTime::now());
+    let mut text = before.clone();
+    for path in &packages {
+        let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
+        let metadata =
+            package::read_metadata(&bytes).map_err(|e| AppError::Failed(format!("{}: {e}", path.display())))?;
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let digest = package::hex(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)));
+        let entry_url = match url {
+            Some(base) => format!("{}/{file_name}", base.trim_end_matches('/')),
+            None => file_name.clone(),
+        };
+        let entry = index::NewEntry { metadata: &metadata, digest: &digest, url: entry_url };
+        let (merged, outcome) = index::merge(text.as_deref(), &entry, &now)
+            .map_err(|e| AppError::Failed(format!("{}: {e}", index_path.display())))?;
+        let what = match outcome {
+            index::Merged::Added => "added",
+            index::Merged::AlreadyPublished => "already published",
+        };
+        out(stdout, &format!("{what}: {} {} ({file_name})\n", metadata.name, metadata.version))?;
+        text = Some(merged);
+    }
+    let after = text.unwrap_or_default();
+    if before.as_deref() == Some(after.as_str()) {
+        return out(stdout, &format!("{}: unchanged\n", index_path.display()));
+    }
+    if dry_run {
+        out(stdout, &diff(before.as_deref().unwrap_or(""), &after, "index.yaml"))?;
+        return out(stdout, "dry run: nothing written\n");
+    }
+    write_atomically(&index_path, after.as_bytes()).map_err(io(format!("writing {}", index_path.display())))
+}

@@ -1,0 +1,106 @@
+//! `stagecoach init qa|release DIR`: the repositories the flow needs, seeded and committed.
+
+use std::path::Path;
+
+use super::{AppError, Outside};
+use crate::cli::{Global, InitKind};
+use crate::tools::git::{self, Author};
+
+pub fn run(
+    kind: InitKind,
+    dir: &Path,
+    from: Option<&Path>,
+    global: &Global,
+    outside: &Outside<'_>,
+    stdout: &mut dyn std::io::Write,
+) -> Result<(), AppError> {
+    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(AppError::Credentials(format!(
+            "{} exists and is not empty; init makes new repositories only",
+            dir.display()
+        )));
+    }
+    let io = |what: String| move |source| AppError::Io { what, source };
+    // The DEV repository's pipeline file and chart template, when run inside it.
+    let config = crate::config::discover(global.config.as_deref(), outside.env, &outside.cwd)
+        .ok()
+        .and_then(|p| crate::config::load(&p, outside.env).ok());
+    let root = config.as_ref().map_or(outside.cwd.clone(), |c| c.root.clone());
+    let message = match kind {
+        InitKind::Qa => {
+            let template = from.map(Path::to_path_buf).unwrap_or_else(|| root.join("chart-template"));
+            if !template.join("Chart.yaml").is_file() {
+                return Err(AppError::Credentials(format!(
+                    "{} is not a chart to seed the QA repository from; pass --from CHART_DIR or run in the DEV repository",
+                    template.display()
+                )));
+            }
+            copy_dir(&template, dir).map_err(io(format!("copying {} to {}", template.display(), dir.display())))?;
+            if let Some(config) = &config {
+                std::fs::create_dir_all(dir.join("pipelines")).map_err(io("creating pipelines/".into()))?;
+                std::fs::copy(&config.file, dir.join("pipelines/stagecoach.yaml"))
+                    .map_err(io(format!("copying {}", config.file.display())))?;
+            }
+            "Seed the QA repository from chart-template"
+        }
+        InitKind::Release => {
+            std::fs::create_dir_all(dir.join(".github/workflows"))
+                .map_err(io(format!("creating {}", dir.display())))?;
+            let now = crate::chart::index::rfc3339(std::time::SystemTime::now());
+            let files = [
+                ("index.yaml", format!("apiVersion: v1\nentries: {{}}\ngenerated: \"{now}\"\n")),
+                ("README.md", "# Helm chart repository\n\nReleases published by `stagecoach release`: packaged charts and `index.yaml`.\n\n    helm repo add NAME URL\n".to_string()),
+                (".github/workflows/pages.yml", PAGES_WORKFLOW.to_string()),
+            ];
+            for (name, text) in files {
+                std::fs::write(dir.join(name), text).map_err(io(format!("writing {name}")))?;
+            }
+            "An empty Helm chart repository"
+        }
+    };
+    let commit =
+        git::init_with_commit(dir, message, &Author::default()).map_err(|e| AppError::Failed(e.to_string()))?;
+    let what = match kind {
+        InitKind::Qa => "QA repository",
+        InitKind::Release => "RELEASE repository (a Helm chart repository)",
+    };
+    writeln!(stdout, "created the {what} in {} (commit {})", dir.display(), &commit[..12])
+        .map_err(io("writing the output".into()))
+}
+
+/// Serves the chart repository with GitHub Pages, as the blog series did.
+const PAGES_WORKFLOW: &str = "# Publishes this chart repository (index.yaml and the packages) with GitHub Pages.
+name: pages
+on:
+  push:
+    branches: [main]
+permissions:
+  contents: read
+  pages: write
+  id-token: write
+jobs:
+  pages:
+    runs-on: ubuntu-latest
+    environment:
+      name: github-pages
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/upload-pages-artifact@v3
+        with:
+          path: .
+      - uses: actions/deploy-pages@v4
+";
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

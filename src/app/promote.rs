@@ -1,0 +1,129 @@
+//! `stagecoach promote`: one promotion from the command line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{AppError, Outside};
+use crate::cli::Global;
+use crate::config::{self, Config, ConfigError};
+use crate::promote::{self, Edit, Options, Outcome};
+use crate::secrets::Secrets;
+use crate::tools::git::{Auth, Author, Git2, Remote};
+
+pub struct Request {
+    pub repo: String,
+    pub branch: Option<String>,
+    pub file: PathBuf,
+    pub set: Vec<(String, String)>,
+    pub create: bool,
+    pub message: String,
+    pub credentials: Option<String>,
+    pub author: String,
+    pub attempts: u32,
+}
+
+pub fn run(
+    request: Request,
+    global: &Global,
+    outside: &Outside<'_>,
+    stdout: &mut dyn std::io::Write,
+) -> Result<(), AppError> {
+    let named = ["dev", "qa", "release"].contains(&request.repo.as_str());
+    let config = load_config(global, outside, named || request.credentials.is_some())?;
+    let configured = config.as_ref().and_then(|c| {
+        let repos = &c.repositories;
+        [("dev", &repos.dev), ("qa", &repos.qa), ("release", &repos.release)]
+            .into_iter()
+            .find(|(name, repo)| *name == request.repo || repo.url == request.repo)
+            .map(|(_, repo)| repo.clone())
+    });
+    let url = configured.as_ref().map_or(request.repo.clone(), |r| r.url.clone());
+    let branch = request
+        .branch
+        .clone()
+        .or_else(|| configured.as_ref().map(|r| r.branch.clone()))
+        .unwrap_or_else(|| "main".into());
+    let credentials = request.credentials.clone().or_else(|| configured.as_ref().and_then(|r| r.credentials.clone()));
+
+    let mut secrets = Secrets::new();
+    let auth = match (&credentials, &config) {
+        (Some(name), Some(config)) => crate::credentials::git_auth(config, name, outside.env, &mut secrets)
+            .map_err(|e| AppError::Credentials(e.0))?,
+        _ => Auth::None,
+    };
+    let author = Author::parse(&request.author)
+        .ok_or_else(|| AppError::Credentials(format!("--author {:?} is not `Name <email>`", request.author)))?;
+
+    let files = request.file.display().to_string();
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("files", files.clone());
+    vars.insert("repo", secrets.mask(&url).into_owned());
+    vars.insert("sets", request.set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+    if let Some((_, tag)) = request.set.iter().find(|(k, _)| k.ends_with("tag")) {
+        vars.insert("tag", tag.clone());
+    }
+    if let Some((_, version)) = request.set.iter().find(|(k, _)| k == "version") {
+        vars.insert("version", version.clone());
+    }
+    if let Ok(build) = crate::ci::detect(outside.env, &outside.cwd) {
+        vars.insert("commit", build.commit);
+    }
+    let message = promote::render_message(&request.message, &vars)
+        .map_err(|e| AppError::Credentials(format!("--message: {e}")))?;
+
+    let remote = Remote { url: url.clone(), branch: branch.clone(), auth };
+    let edits = [Edit { create: request.create, ..Edit::new(request.file.clone(), request.set.clone()) }];
+    let options =
+        Options { author, message, dry_run: global.dry_run, attempts: request.attempts, ..Options::default() };
+    let workdir = tempfile::Builder::new()
+        .prefix("stagecoach-promote-")
+        .tempdir()
+        .map_err(|source| AppError::Io { what: "creating a work directory".into(), source })?;
+    let git = Git2::new(secrets.clone());
+    let promotion = promote::promote(&git, &remote, &edits, &options, workdir.path())
+        .map_err(|e| AppError::Failed(secrets.mask(&e.to_string()).into_owned()))?;
+
+    let shown_url = secrets.mask(&url).into_owned();
+    let summary = match &promotion.outcome {
+        Outcome::Pushed { commit } => format!(
+            "pushed {} to {shown_url} ({branch}){}\n",
+            &commit[..commit.len().min(12)],
+            if promotion.attempts > 1 { format!(" after {} attempts", promotion.attempts) } else { String::new() }
+        ),
+        Outcome::Unchanged => {
+            format!("{files} in {shown_url} ({branch}) already holds these values: nothing to commit\n")
+        }
+        Outcome::DryRun => "dry run: nothing committed or pushed\n".to_string(),
+    };
+    if let Some(path) = &global.report {
+        let (outcome, commit) = match &promotion.outcome {
+            Outcome::Pushed { commit } => ("pushed", Some(commit.as_str())),
+            Outcome::Unchanged => ("unchanged", None),
+            Outcome::DryRun => ("dry-run", None),
+        };
+        let record = serde_json::json!({
+            "stagecoach_version": env!("CARGO_PKG_VERSION"),
+            "command": "promote",
+            "outcome": outcome,
+            "repository": shown_url,
+            "branch": branch,
+            "commit": commit,
+            "attempts": promotion.attempts,
+            "diff": secrets.mask(&promotion.diff),
+        });
+        let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        super::write_atomically(path, &bytes)
+            .map_err(|source| AppError::Io { what: format!("writing {}", path.display()), source })?;
+    }
+    let text = format!("{}{summary}", secrets.mask(&promotion.diff));
+    stdout.write_all(text.as_bytes()).map_err(|source| AppError::Io { what: "writing the output".into(), source })
+}
+
+/// The pipeline file: required for named repositories and credentials, else used when present.
+fn load_config(global: &Global, outside: &Outside<'_>, required: bool) -> Result<Option<Config>, AppError> {
+    match config::discover(global.config.as_deref(), outside.env, &outside.cwd) {
+        Ok(path) => Ok(Some(config::load(&path, outside.env)?)),
+        Err(ConfigError::NotFound { .. }) if !required => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

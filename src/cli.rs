@@ -1,0 +1,390 @@
+//! Command-line definitions (clap). Nothing else in stagecoach sees clap: [`Cli::into_request`]
+//! turns the parsed arguments into plain types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pipeline::Flow;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    a stage failed (the error names it), or a chart command was refused its input
+  2    usage or configuration error (a pipeline file, a missing tool or credential)
+  130  interrupted (Ctrl-C or SIGTERM); cleanup ran first
+
+Environment:
+  STAGECOACH_CONFIG   pipeline file, when --config is not given
+  CI, TRAVIS, GITHUB_ACTIONS, GITLAB_CI and their commit/tag/branch variables: what is being built
+  Credentials: the variables named under `credentials:` in the pipeline file";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stagecoach",
+    version,
+    about = "Carries a Kubernetes operator through DEV, QA and RELEASE git repositories, GitOps style",
+    long_about = "Carries a Kubernetes operator through three git repositories, GitOps style:\n\
+        build-and-deploy (DEV) builds, tests and pushes the image and writes its tag into the QA repo's chart;\n\
+        integration-test (QA) installs that chart on a kind cluster and runs the integration tests;\n\
+        release (RELEASE) publishes tested, tagged charts into a Helm chart repository.\n\
+        The pipeline file (pipelines/stagecoach.yaml) says where everything is.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Pipeline file [default: pipelines/stagecoach.yaml in this or a parent directory, up to the repository root]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Show what would change; push, publish and delete nothing
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// Echo every external command (secrets masked); twice for debug logs
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Print only errors and the command's result
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Write the JSON run record (stages, outcomes, durations, what was built) to this path
+    #[arg(long, global = true, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Plain progress lines even on a terminal
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// DEV: build, unit-test, build and push the image, write its tag into the QA repo's chart
+    #[command(long_about = "DEV stage. Runs the build and unit-test commands, builds the image tagged with the short \
+        commit hash (or the git tag on a tagged build) and :latest, pushes both, then clones the QA repository, sets \
+        the image tag in values.yaml and version/appVersion in Chart.yaml, commits and pushes.\n\n\
+        Changes: the image registry and the QA repository (nothing remote with --dry-run).\n\
+        Reads: the CI variables (TRAVIS_*, GITHUB_*, CI_COMMIT_*) and the credential variables of the pipeline file.")]
+    BuildAndDeploy {
+        /// Build the image but push it nowhere (local runs without a registry; QA then uses the local image)
+        #[arg(long)]
+        no_push: bool,
+    },
+    /// QA: bring up a cluster, install the chart, run the integration tests at the chart's appVersion
+    #[command(long_about = "QA stage, run in a checkout of the QA repository. Brings up a kind cluster (node image \
+        cached), loads the image named by values.yaml, installs the chart with Helm, checks out the DEV repository \
+        at the chart's appVersion commit and runs its integration tests; on a release version continues with \
+        `release`. The cluster is deleted afterwards, also on failure and Ctrl-C.\n\n\
+        Changes: a local kind cluster; the RELEASE repository for release versions.\n\
+        Reads: KUBECONFIG (provider existing) and the credential variables of the pipeline file.")]
+    IntegrationTest {
+        /// Leave the cluster running afterwards (to debug a failure)
+        #[arg(long)]
+        keep_cluster: bool,
+    },
+    /// RELEASE: package the tested chart, merge it into index.yaml of the chart repository and push
+    #[command(long_about = "RELEASE stage, for tagged releases only. Packages the QA chart under its release name \
+        without CI files, clones the RELEASE repository, merges the package into index.yaml, commits and pushes.\n\n\
+        Changes: the RELEASE repository (nothing with --dry-run).\n\
+        Reads: the credential variables of the pipeline file.")]
+    Release {
+        /// The run record (--report) of the integration-test run that tested this chart: the
+        /// release refuses a chart whose appVersion or package digest differ from it
+        #[arg(long, value_name = "RUN-RECORD", required_unless_present = "untested")]
+        tested: Option<PathBuf>,
+        /// Publish without a tested run record
+        #[arg(long, conflicts_with = "tested")]
+        untested: bool,
+    },
+    /// Write values into a chart in another git repository: clone, edit, commit, push
+    #[command(long_about = "Clones REPO, sets KEY=VALUE in FILE without touching anything else in it, commits and \
+        pushes; retries on a concurrent push by re-applying the edit. Prints the diff; with --dry-run pushes nothing.\n\n\
+        Changes: the given repository (nothing with --dry-run).\n\
+        Reads: the credential variables of the pipeline file.")]
+    Promote(PromoteArgs),
+    /// Edit, package and index Helm charts (no Helm needed)
+    #[command(
+        subcommand,
+        long_about = "Edits, packages and indexes Helm charts natively: the same files Helm \
+        would write, reproducibly.\n\nChanges: only the files and directories named.\nReads: no environment variables."
+    )]
+    Chart(ChartCommands),
+    /// Print the stages a command would run, with the concrete actions of each; changes nothing
+    #[command(long_about = "Prints the stages of build-and-deploy, integration-test and release (or only FLOW) in \
+        order, with the concrete actions each would take for the commit being built.\n\n\
+        Changes: nothing.\n\
+        Reads: STAGECOACH_CONFIG, the variables used as ${VAR} in the pipeline file, and the CI variables \
+        (or the local git checkout) to know what is being built.")]
+    Plan {
+        /// Only this command's plan
+        #[arg(value_enum)]
+        flow: Option<FlowArg>,
+    },
+    /// Run the whole flow locally on three local repositories (a demonstration)
+    #[command(long_about = "Creates local DEV, QA and RELEASE repositories under the work directory and runs \
+        build-and-deploy, integration-test and release on them, then shows what each changed.\n\n\
+        Changes: only the work directory, and a local registry and Docker images when Docker is present.\n\
+        Reads: PATH (to find docker, kind and helm).")]
+    Demo {
+        /// Where the demo repositories go
+        #[arg(long, value_name = "DIR", default_value = "target/stagecoach-demo")]
+        workdir: PathBuf,
+    },
+    /// Create a QA repository (seeded from chart-template/) or an empty RELEASE chart repository
+    #[command(long_about = "Creates DIR as a QA repository (the chart from chart-template/ with its CI configs) or \
+        as an empty Helm chart repository with index.yaml.\n\nChanges: DIR only.\nReads: no environment variables.")]
+    Init {
+        #[arg(value_enum)]
+        kind: InitKind,
+        dir: PathBuf,
+        /// The chart to seed a QA repository from [default: chart-template/ of the DEV repository]
+        #[arg(long, value_name = "CHART_DIR")]
+        from: Option<PathBuf>,
+    },
+    /// Print stagecoach's version
+    #[command(long_about = "Prints stagecoach's version and the pipeline file format it reads.\n\n\
+        Changes: nothing.\nReads: no environment variables.")]
+    Version,
+}
+
+#[derive(Debug, Args)]
+struct PromoteArgs {
+    /// Repository: `dev`, `qa` or `release` from the pipeline file, or a URL (https, ssh, file://, a path)
+    #[arg(long)]
+    repo: String,
+    /// Branch to push to [default: the pipeline file's, else main]
+    #[arg(long)]
+    branch: Option<String>,
+    /// File to edit, relative to the repository root
+    #[arg(long)]
+    file: PathBuf,
+    /// KEY=VALUE to set (dotted keys, e.g. image.tag=64ed033); repeatable
+    #[arg(long = "set", value_name = "KEY=VALUE", required = true, value_parser = key_value)]
+    set: Vec<(String, String)>,
+    /// Create keys that do not exist yet
+    #[arg(long)]
+    create: bool,
+    /// Commit message; {sets}, {files}, {repo}, and where known {tag}, {version}, {commit} are filled in
+    #[arg(long, default_value = crate::promote::DEFAULT_MESSAGE)]
+    message: String,
+    /// Entry under `credentials:` in the pipeline file [default: the repository's own]
+    #[arg(long, value_name = "NAME")]
+    credentials: Option<String>,
+    /// Commit author
+    #[arg(long, value_name = "NAME <EMAIL>", default_value = "stagecoach <stagecoach@localhost>")]
+    author: String,
+    /// Pushes to try when the branch keeps moving
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    attempts: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChartCommands {
+    /// Set scalars in a YAML file, changing nothing but their bytes
+    #[command(long_about = "Sets scalars at dotted keys (image.tag=64ed033, version=1.2.4-dev.64ed033) in a YAML \
+        file; comments, quoting, order and line endings stay byte for byte.\n\n\
+        Changes: FILE (nothing with --dry-run).\nReads: no environment variables.")]
+    Set {
+        file: PathBuf,
+        #[arg(value_name = "KEY=VALUE", required = true, value_parser = key_value)]
+        assignments: Vec<(String, String)>,
+        /// Create keys that do not exist yet
+        #[arg(long)]
+        create: bool,
+    },
+    /// Package a chart directory into a reproducible .tgz
+    #[command(long_about = "Packages a chart directory like `helm package`, honouring .helmignore and leaving out \
+        CI files; the same chart always gives the same bytes.\n\n\
+        Changes: writes NAME-VERSION.tgz into --out.\nReads: no environment variables.")]
+    Package {
+        dir: PathBuf,
+        /// Publish under this chart name
+        #[arg(long)]
+        rename: Option<String>,
+        /// Where the .tgz goes
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Leave out this path (relative to the chart); repeatable [default: .travis.yml, .github, .gitlab-ci.yml, ci]
+        #[arg(long, value_name = "PATH")]
+        drop: Vec<String>,
+    },
+    /// Merge packages into a chart repository's index.yaml
+    #[command(long_about = "Adds the packages in a chart repository directory to its index.yaml; existing \
+        entries stay as they are, and a published version is never replaced by different bytes.\n\n\
+        Changes: DIR/index.yaml.\nReads: no environment variables.")]
+    Index {
+        /// Chart repository directory
+        #[arg(long)]
+        repo: PathBuf,
+        /// Base URL the packages are served from
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FlowArg {
+    BuildAndDeploy,
+    IntegrationTest,
+    Release,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitKind {
+    Qa,
+    Release,
+}
+
+/// Options every command shares.
+#[derive(Clone, Debug, Default)]
+pub struct Global {
+    pub config: Option<PathBuf>,
+    pub dry_run: bool,
+    pub verbose: u8,
+    pub quiet: bool,
+    pub report: Option<PathBuf>,
+    pub no_progress: bool,
+}
+
+/// What the user asked for, free of clap.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Run {
+        flow: Flow,
+        flags: RunFlags,
+    },
+    Plan {
+        flow: Option<Flow>,
+    },
+    Version,
+    Promote {
+        repo: String,
+        branch: Option<String>,
+        file: PathBuf,
+        set: Vec<(String, String)>,
+        create: bool,
+        message: String,
+        credentials: Option<String>,
+        author: String,
+        attempts: u32,
+    },
+    ChartSet {
+        file: PathBuf,
+        assignments: Vec<(String, String)>,
+        create: bool,
+    },
+    ChartPackage {
+        dir: PathBuf,
+        rename: Option<String>,
+        out: PathBuf,
+        drop: Vec<String>,
+    },
+    ChartIndex {
+        repo: PathBuf,
+        url: Option<String>,
+    },
+    Init {
+        kind: InitKind,
+        dir: PathBuf,
+        from: Option<PathBuf>,
+    },
+    Demo {
+        workdir: PathBuf,
+    },
+}
+
+/// Options of the flow commands.
+#[derive(Clone, Debug, Default)]
+pub struct RunFlags {
+    pub keep_cluster: bool,
+    pub no_push: bool,
+    pub tested: Option<PathBuf>,
+    pub untested: bool,
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE (e.g. image.tag=64ed033)")),
+    }
+}
+
+pub struct Request {
+    pub global: Global,
+    pub action: Action,
+}
+
+impl Cli {
+    pub fn into_request(self) -> Request {
+        let g = self.global;
+        let global = Global {
+            config: g.config,
+            dry_run: g.dry_run,
+            verbose: g.verbose,
+            quiet: g.quiet,
+            report: g.report,
+            no_progress: g.no_progress,
+        };
+        let action = match self.command {
+            Commands::BuildAndDeploy { no_push } => {
+                Action::Run { flow: Flow::BuildAndDeploy, flags: RunFlags { no_push, ..RunFlags::default() } }
+            }
+            Commands::IntegrationTest { keep_cluster } => {
+                Action::Run { flow: Flow::IntegrationTest, flags: RunFlags { keep_cluster, ..RunFlags::default() } }
+            }
+            Commands::Release { tested, untested } => {
+                Action::Run { flow: Flow::Release, flags: RunFlags { tested, untested, ..RunFlags::default() } }
+            }
+            Commands::Plan { flow } => Action::Plan { flow: flow.map(Flow::from) },
+            Commands::Version => Action::Version,
+            Commands::Promote(p) => Action::Promote {
+                repo: p.repo,
+                branch: p.branch,
+                file: p.file,
+                set: p.set,
+                create: p.create,
+                message: p.message,
+                credentials: p.credentials,
+                author: p.author,
+                attempts: p.attempts,
+            },
+            Commands::Chart(ChartCommands::Set { file, assignments, create }) => {
+                Action::ChartSet { file, assignments, create }
+            }
+            Commands::Chart(ChartCommands::Package { dir, rename, out, drop }) => {
+                Action::ChartPackage { dir, rename, out, drop }
+            }
+            Commands::Chart(ChartCommands::Index { repo, url }) => Action::ChartIndex { repo, url },
+            Commands::Demo { workdir } => Action::Demo { workdir },
+            Commands::Init { kind, dir, from } => Action::Init { kind, dir, from },
+        };
+        Request { global, action }
+    }
+}
+
+impl From<FlowArg> for Flow {
+    fn from(flow: FlowArg) -> Self {
+        match flow {
+            FlowArg::BuildAndDeploy => Flow::BuildAndDeploy,
+            FlowArg::IntegrationTest => Flow::IntegrationTest,
+            FlowArg::Release => Flow::Release,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

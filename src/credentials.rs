@@ -1,0 +1,128 @@
+//! Credentials named in the pipeline file, read from the environment when a stage needs them.
+//! Every secret read here is registered with [`Secrets`] so that it is masked everywhere.
+
+use crate::config::{Config, Credential, Env, Username};
+use crate::secrets::Secrets;
+use crate::tools::docker::{self, RegistryAuth};
+use crate::tools::git::Auth;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialError(pub String);
+
+fn entry<'c>(config: &'c Config, name: &str) -> Result<&'c Credential, CredentialError> {
+    config.credentials.get(name).ok_or_else(|| {
+        let known: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
+        CredentialError(format!(
+            "no credentials named `{name}` in {}; defined: {}",
+            config.file.display(),
+            known.join(", ")
+        ))
+    })
+}
+
+fn read(env: Env<'_>, name: &str, var: &str) -> Result<String, CredentialError> {
+    env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+        CredentialError(format!(
+            "credentials `{name}`: environment variable {var} is not set; export it (the pipeline file names it)"
+        ))
+    })
+}
+
+fn username(env: Env<'_>, name: &str, user: &Username, default: &str) -> Result<String, CredentialError> {
+    Ok(match user {
+        Username::Default => default.to_string(),
+        Username::Literal(user) => user.clone(),
+        Username::FromEnv(var) => read(env, name, var)?,
+    })
+}
+
+/// An optional entry whose secret variable is not set stands for "no credentials".
+fn unset_optional(config: &Config, name: &str, credential: &Credential, env: Env<'_>) -> bool {
+    config.optional_credentials.contains(name)
+        && credential.secret_env_names().iter().any(|var| env(var).is_none_or(|v| v.is_empty()))
+}
+
+/// Git credentials: tokens and passwords go to libgit2's credentials callback.
+pub fn git_auth(config: &Config, name: &str, env: Env<'_>, secrets: &mut Secrets) -> Result<Auth, CredentialError> {
+    let credential = entry(config, name)?;
+    if unset_optional(config, name, credential, env) {
+        return Ok(Auth::None);
+    }
+    Ok(match credential {
+        Credential::Token { username: user, token_env } => {
+            let password = read(env, name, token_env)?;
+            secrets.add(password.clone());
+            Auth::UserPass { username: username(env, name, user, "x-access-token")?, password }
+        }
+        Credential::Password { username: user, password_env } => {
+            let password = read(env, name, password_env)?;
+            secrets.add(password.clone());
+            Auth::UserPass { username: username(env, name, user, "")?, password }
+        }
+        Credential::SshKey { username: user, key_path } => {
+            Auth::Ssh { username: username(env, name, user, "git")?, key_path: Some(config.resolve(key_path)) }
+        }
+    })
+}
+
+/// A repository's git credentials: its `credentials` entry, or none.
+pub fn repo_auth(
+    config: &Config,
+    repo: &crate::config::Repository,
+    env: Env<'_>,
+    secrets: &mut Secrets,
+) -> Result<Auth, CredentialError> {
+    match &repo.credentials {
+        Some(name) => git_auth(config, name, env, secrets),
+        None => Ok(Auth::None),
+    }
+}
+
+/// Registry credentials: the named entry, else `auths` of the Docker client configuration
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), else none.
+pub fn registry_auth(
+    config: &Config,
+    env: Env<'_>,
+    secrets: &mut Secrets,
+) -> Result<Option<RegistryAuth>, CredentialError> {
+    let named = config.image.credentials.as_deref().map(|name| entry(config, name).map(|c| (name, c))).transpose()?;
+    let auth = match named.filter(|(name, c)| !unset_optional(config, name, c, env)) {
+        Some((name, credential)) => match credential {
+            Credential::Password { username: user, password_env } => {
+                let password = read(env, name, password_env)?;
+                Some(RegistryAuth { username: username(env, name, user, "")?, password })
+            }
+            Credential::Token { username: user, token_env } => {
+                let password = read(env, name, token_env)?;
+                Some(RegistryAuth { username: username(env, name, user, "token")?, password })
+            }
+            Credential::SshKey { .. } => {
+                return Err(CredentialError(format!(
+                    "credentials `{name}`: a registry takes a user and password or token, not an SSH key"
+                )));
+            }
+        },
+        None if config.image.credentials.is_some() => None,
+        None => {
+            let dir = env("DOCKER_CONFIG").or_else(|| env("HOME").map(|home| format!("{home}/.docker")));
+            let text = dir.and_then(|dir| std::fs::read_to_string(format!("{dir}/config.json")).ok());
+            text.and_then(|text| docker::auth_from_docker_config(&text, docker::registry_of(&config.image.repository)))
+        }
+    };
+    if let Some(auth) = &auth {
+        secrets.add(auth.password.clone());
+    }
+    Ok(auth)
+}
+
+/// Every secret the pipeline file names that is set, so that masking starts before any stage.
+pub fn known_secrets(config: &Config, env: Env<'_>) -> Secrets {
+    let mut secrets = Secrets::new();
+    for var in config.secret_env_names() {
+        if let Some(value) = env(var) {
+            secrets.add(value);
+        }
+    }
+    secrets
+}

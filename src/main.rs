@@ -1,0 +1,31 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stagecoach::app::{self, Outside};
+use stagecoach::cli::Cli;
+
+fn main() -> ExitCode {
+    let request = Cli::parse().into_request();
+    let level = match (request.global.quiet, request.global.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0 | 1) => tracing::Level::WARN,
+        (false, _) => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
+
+    let env = |name: &str| std::env::var(name).ok();
+    let outside = Outside { env: &env, cwd: std::env::current_dir().unwrap_or_else(|_| ".".into()) };
+    match app::run(request, &outside, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The stages of each command, in order, with the concrete actions each will take: what
+//! `stagecoach plan` prints and what the commands run.
+
+use std::fmt::Write as _;
+
+use crate::ci::BuildInfo;
+use crate::config::{Cluster, Command, Config, Repository, format_duration};
+use crate::process::shell_quote;
+
+/// The commands that run a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    BuildAndDeploy,
+    IntegrationTest,
+    Release,
+}
+
+impl Flow {
+    pub const ALL: [Flow; 3] = [Flow::BuildAndDeploy, Flow::IntegrationTest, Flow::Release];
+
+    pub fn command(self) -> &'static str {
+        match self {
+            Self::BuildAndDeploy => "build-and-deploy",
+            Self::IntegrationTest => "integration-test",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// A stage as the plan shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStage {
+    pub name: &'static str,
+    pub actions: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outline {
+    pub flow: Flow,
+    /// Groups run in order; the stages of a group run at the same time.
+    pub groups: Vec<Vec<PlannedStage>>,
+    pub cleanup: Vec<PlannedStage>,
+}
+
+fn stage(name: &'static str, actions: Vec<String>) -> PlannedStage {
+    PlannedStage { name, actions }
+}
+
+fn shell(command: &Command) -> String {
+    format!("sh -c {} (timeout {})", shell_quote(&command.run), format_duration(command.timeout))
+}
+
+fn credentials(config: &Config, name: Option<&str>) -> String {
+    match name.and_then(|n| config.credentials.get(n).map(|c| (n, c))) {
+        Some((name, credential)) => format!("credentials `{name}`: {}", credential.describe()),
+        None => "no credentials".to_string(),
+    }
+}
+
+fn clone(config: &Config, repo: &Repository) -> String {
+    format!("clone {} (branch {}, {})", repo.url, repo.branch, credentials(config, repo.credentials.as_deref()))
+}
+
+/// A file of the chart, relative to the QA repository root.
+fn chart_file(config: &Config, name: &str) -> String {
+    if config.chart.path == std::path::Path::new(".") {
+        name.to_string()
+    } else {
+        config.chart.path.join(name).display().to_string()
+    }
+}
+
+pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
+    let image = &config.image;
+    let chart = &config.chart;
+    let tag = build.image_tag();
+    let version = match &build.tag {
+        Some(tag) => format!("the release version of tag {tag}"),
+        None => format!("the next patch of the QA chart's version, pre-release dev.{}", build.short),
+    };
+    match flow {
+        Flow::BuildAndDeploy => Outline {
+            flow,
+            groups: vec![
+                vec![stage("build", vec![shell(&config.commands.build)])],
+                vec![stage("unit-tests", vec![shell(&config.commands.unit_tests)])],
+                vec![stage(
+                    "image-build",
+                    vec![format!(
+                        "docker build -f {} {} as {}:{tag} and {}:latest",
+                        image.dockerfile.display(),
+                        image.context.display(),
+                        image.repository,
+                        image.repository
+                    )],
+                )],
+                vec![stage(
+                    "image-push",
+                    vec![format!(
+                        "push {}:{tag} and {}:latest ({})",
+                        image.repository,
+                        image.repository,
+                        credentials(config, image.credentials.as_deref())
+                    )],
+                )],
+                vec![stage(
+                    "qa-promote",
+                    vec![
+                        clone(config, &config.repositories.qa),
+                        format!("set {} {} = {tag}", chart_file(config, "values.yaml"), chart.image_tag_key),
+                        format!("set {} version = {version}", chart_file(config, "Chart.yaml")),
+                        format!("set {} appVersion = {}", chart_file(config, "Chart.yaml"), build.commit),
+                        format!("commit and push to {}", config.repositories.qa.branch),
+                    ],
+                )],
+            ],
+            cleanup: vec![],
+        },
+        Flow::IntegrationTest => {
+            let (cluster_up, teardown) = match &config.cluster {
+                Cluster::Kind { name, node_image, cache_dir, config: kind_config } => {
+                    let mut up = Vec::new();
+                    if let Some(dir) = cache_dir {
+                        up.push(format!("load the cached node image from {} if present", dir.display()));
+                    }
+                    let mut create = format!("kind create cluster --name {name} --image {node_image} --wait");
+                    if let Some(file) = kind_config {
+                        let _ = write!(create, " --config {}", file.display());
+                    }
+                    up.push(create);
+                    (up, vec![stage("cluster-teardown", vec![format!("kind delete cluster --name {name}")])])
+                }
+                Cluster::Existing { kubeconfig, context } => {
+                    let kubeconfig = kubeconfig.as_ref().map_or("$KUBECONFIG".to_string(), |p| p.display().to_string());
+                    let context = context.as_deref().unwrap_or("its current context");
+                    (vec![format!("use the existing cluster from {kubeconfig} ({context})")], vec![])
+                }
+            };
+            let load = match &config.cluster {
+                Cluster::Kind { name, .. } => format!(
+                    "kind load docker-image {}:<values {}> --name {name}",
+                    image.repository, chart.image_tag_key
+                ),
+                Cluster::Existing { .. } => "the cluster pulls the image from the registry".to_string(),
+            };
+            let mut cleanup = vec![stage(
+                "diagnostics",
+                vec!["on failure: helm status, kubectl get all -A, events, pod logs into the artifacts dir".into()],
+            )];
+            cleanup.extend(teardown);
+            Outline {
+                flow,
+                groups: vec![
+                    vec![
+                        stage("cluster-up", cluster_up),
+                        stage(
+                            "dev-checkout",
+                            vec![format!("fetch {} at the QA chart's appVersion commit", config.repositories.dev.url)],
+                        ),
+                        stage(
+                            "image-prepare",
+                            vec![format!(
+                                "make {}:<values {}> available locally",
+                                image.repository, chart.image_tag_key
+                            )],
+                        ),
+                    ],
+                    vec![stage("image-load", vec![load])],
+                    vec![stage(
+                        "helm-install",
+                        vec![format!(
+                            "helm upgrade --install {} {} --wait --set {}=<tag>",
+                            chart.name,
+                            chart.path.display(),
+                            chart.image_tag_key
+                        )],
+                    )],
+                    vec![stage(
+                        "integration-tests",
+                        vec![format!("{} with KUBECONFIG of the cluster", shell(&config.commands.integration_tests))],
+                    )],
+                    vec![stage(
+                        "release",
+                        vec!["when the chart version has no pre-release part: stagecoach release".into()],
+                    )],
+                ],
+                cleanup,
+            }
+        }
+        Flow::Release => Outline {
+            flow,
+            groups: vec![
+                vec![stage(
+                    "package",
+                    vec![format!(
+                        "package {} as {} (leaving out {})",
+                        chart.path.display(),
+                        chart.release_name,
+                        chart.drop.join(", ")
+                    )],
+                )],
+                vec![stage(
+                    "publish",
+                    vec![
+                        clone(config, &config.repositories.release),
+                        format!("merge {}-<version>.tgz into index.yaml", chart.release_name),
+                        format!("commit and push to {}", config.repositories.release.branch),
+                    ],
+                )],
+            ],
+            cleanup: vec![],
+        },
+    }
+}
+
+/// The plan as `stagecoach plan` prints it.
+pub fn render(outline: &Outline, build: &BuildInfo) -> String {
+    let mut out = String::new();
+    let branch = build.branch.as_deref().map(|b| format!("branch {b}, ")).unwrap_or_default();
+    let _ = writeln!(out, "{}", outline.flow.command());
+    let _ = writeln!(out, "  commit {} ({branch}{}), image tag {}", build.commit, build.provider, build.image_tag());
+    for (index, group) in outline.groups.iter().enumerate() {
+        for (member, planned) in group.iter().enumerate() {
+            let number = if member == 0 { format!("{}.", index + 1) } else { String::new() };
+            let parallel = if group.len() > 1 { " (parallel)" } else { "" };
+            let _ = writeln!(out, "  {number:<3} {}{parallel}", planned.name);
+            for action in &planned.actions {
+                let _ = writeln!(out, "        {action}");
+            }
+        }
+    }
+    if !outline.cleanup.is_empty() {
+        let _ = writeln!(out, "  always, also on failure or Ctrl-C:");
+        for planned in &outline.cleanup {
+            let _ = writeln!(out, "      {}", planned.name);
+            for action in &planned.actions {
+                let _ = writeln!(out, "        {action}");
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runnable plans: the only place where real adapters are plugged in.
+
+use std::sync::Arc;
+
+use crate::credentials::{self, CredentialError};
+use crate::runner::Plan;
+use crate::secrets::Secrets;
+use crate::stages::command::RunCommand;
+use crate::stages::image::{BuildImage, PushImage};
+use crate::stages::qa_promote::PromoteToQa;
+use crate::tools::docker::{DockerEngine, DockerError};
+use crate::tools::git::{Author, Git2, Remote};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Tool(#[from] crate::tools::cli_tool::MissingTool),
+    #[error("{0}")]
+    Chart(String),
+}
+
+/// How this run goes.
+pub struct RunSettings<'a> {
+    pub dry_run: bool,
+    pub verbose: bool,
+    pub run_id: String,
+    pub env: crate::config::Env<'a>,
+    /// build-and-deploy --no-push: build the image, push it nowhere.
+    pub no_push: bool,
+}
+
+/// build-and-deploy: build, unit tests, image build and push, QA promotion.
+pub async fn build_and_deploy(
+    config: &Config,
+    build: &BuildInfo,
+    settings: &RunSettings<'_>,
+    secrets: &mut Secrets,
+) -> Result<Plan, SetupError> {
+    // Credentials and the engine are checked before anything runs: a missing token should not
+    // cost a build first.
+    let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
+    let qa = &config.repositories.qa;
+    let qa_auth = credentials::repo_auth(config, qa, settings.env, secrets)?;
+    let images = Arc::new(DockerEngine::connect(secrets.clone()).await?);
+    let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
+    let facts = crate::stages::SharedFacts::default();
+    let tag = build.image_tag().to_string();
+    let command = |name, command: &crate::config::Command| RunCommand {
+        name,
+        command: command.clone(),
+        cwd: config.root.clone(),
+        env: vec![],
+        process: process.clone(),
+    };
+    Ok(Plan::new()
+        .then(command("build", &config.commands.build))
+        .then(command("unit-tests", &config.commands.unit_tests))
+        .then(BuildImage {
+            images: Arc::clone(&images),
+            context: config.resolve(&config.image.context),
+            dockerfile: config.resolve(&config.image.dockerfile),
+            repository: config.image.repository.clone(),
+            tag: tag.clone(),
+            facts: Arc::clone(&facts),
+        })
+        .then(PushImage {
+            images,
+            repository: config.image.repository.clone(),
+            tag,
+            auth: registry_auth,
+            dry_run: settings.dry_run,
+            no_push: settings.no_push,
+            facts: Arc::clone(&facts),
+        })
+        .then(PromoteToQa {
+            git: Git2::new(secrets.clone()),
+            remote: Remote { url: qa.url.clone(), branch: qa.branch.clone(), auth: qa_auth },
+            chart_path: config.chart.path.clone(),
+            image_tag_key: config.chart.image_tag_key.clone(),
+            build: build.clone(),
+            run_id: settings.run_id.clone(),
+            author: Author::default(),
+            dry_run: settings.dry_run,
+            facts,
+        }))
+}
+
+/// What a QA run reads from the QA checkout's chart before anything runs.
+pub struct QaChart {
+    pub dir: std::path::PathBuf,
+    pub version: String,
+    /// The DEV commit the chart was built from.
+    pub app_version: String,
+    /// `<repository>:<tag>` as values.yaml names it.
+    pub image: String,
+    pub tag: String,
+}
+
+pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
+    let dir = config.resolve(&config.chart.path);
+    let bad = |message: String| SetupError::Chart(message);
+    let chart_yaml = dir.join("Chart.yaml");
+    let bytes = std::fs::read(&chart_yaml).map_err(|e| bad(format!("{}: {e}", chart_yaml.display())))?;
+    let meta = crate::chart::meta::Metadata::parse(&bytes).map_err(|e| bad(format!("{}: {e}", dir.display())))?;
+    let app_version = meta.app_version.clone().unwrap_or_default();
+    if !(app_version.len() == 40 && app_version.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(bad(format!(
+            "{}: appVersion {app_version:?} is not a full commit hash; `stagecoach build-and-deploy` writes it",
+            chart_yaml.display()
+        )));
+    }
+    let values = dir.join("values.yaml");
+    let text = std::fs::read_to_string(&values).map_err(|e| bad(format!("{}: {e}", values.display())))?;
+    let key = crate::chart::yaml::parse_path(&config.chart.image_tag_key).map_err(bad)?;
+    let tag = crate::chart::yaml::get(&text, &key)
+        .map_err(|e| bad(format!("{}: {e}", values.display())))?
+        .ok_or_else(|| bad(format!("{}: no `{}`", values.display(), config.chart.image_tag_key)))?;
+    Ok(QaChart { image: format!("{}:{tag}", config.image.repository), tag, version: meta.version, app_version, dir })
+}
+
+fn tool(
+    name: &'static str,
+    configured: Option<&std::path::Path>,
+    env: crate::config::Env<'_>,
+    install: &'static str,
+) -> Result<std::path::PathBuf, SetupError> {
+    let path = env("PATH").map(std::ffi::OsString::from);
+    Ok(crate::tools::cli_tool::find(name, configured, path.as_deref(), install)?)
+}
+
+/// integration-test: cluster ∥ DEV checkout ∥ image, image load, helm install, tests, release;
+/// diagnostics, node image cache and teardown as cleanup.
+pub async fn integration_test(
+    config: &Config,
+    settings: &RunSettings<'_>,
+    keep_cluster: bool,
+    secrets: &mut Secrets,
+) -> Result<Plan, SetupError> {
+    use crate::stages::qa::*;
+    use crate::tools::helm::{Helm, Target};
+    use crate::tools::kind::{self, Kind};
+    use crate::tools::kubectl::{self, Kubectl};
+
+    let chart = read_qa_chart(config)?;
+    let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
+    let kind_bin = match &config.cluster {
+        crate::config::Cluster::Kind { .. } => {
+            Some(tool("kind", config.tools.kind.as_deref(), settings.env, kind::INSTALL)?)
+        }
+        crate::config::Cluster::Existing { .. } => None,
+    };
+    let helm = Helm {
+        bin: tool("helm", config.tools.helm.as_deref(), settings.env, crate::tools::helm::INSTALL)?,
+        runner: process.clone(),
+    };
+    let kubectl = Kubectl {
+        bin: tool("kubectl", config.tools.kubectl.as_deref(), settings.env, kubectl::INSTALL)?,
+        runner: process.clone(),
+    };
+    let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
+    let dev = &config.repositories.dev;
+    let dev_auth = credentials::repo_auth(config, dev, settings.env, secrets)?;
+    let docker = Arc::new(DockerEngine::connect(secrets.clone()).await?);
+    // Outside the QA checkout: its root is often the chart itself, and whatever lies inside
+    // would be installed and packaged with it.
+    let scratch = std::env::temp_dir();
+    let work = scratch.join(format!("stagecoach-qa-{}", settings.run_id));
+    let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| scratch.join("stagecoach-artifacts"))
+        .join(&settings.run_id);
+    std::fs::create_dir_all(&work).map_err(|e| SetupError::Chart(format!("{}: {e}", work.display())))?;
+
+    let cluster: Arc<dyn Cluster> = match &config.cluster {
+        crate::config::Cluster::Kind { name, node_image, cache_dir, config: kind_config } => Arc::new(KindCluster {
+            kind: Kind { bin: kind_bin.clone().unwrap_or_default(), runner: process.clone() },
+            kubectl: kubectl.clone(),
+            docker: Arc::clone(&docker),
+            name: name.clone(),
+            node_image: node_image.clone(),
+            cache_dir: cache_dir.clone(),
+            config: kind_config.as_ref().map(|c| config.resolve(c)),
+            kubeconfig: work.join("kubeconfig"),
+        }),
+        crate::config::Cluster::Existing { kubeconfig, context } => {
+            let kubeconfig = kubeconfig
+                .clone()
+                .or_else(|| (settings.env)("KUBECONFIG").map(Into::into))
+                .or_else(|| (settings.env)("HOME").map(|h| std::path::Path::new(&h).join(".kube/config")))
+                .unwrap_or_else(|| "kubeconfig".into());
+            Arc::new(ExistingCluster {
+                kubectl: kubectl.clone(),
+                target: Target { kubeconfig, context: context.clone() },
+            })
+        }
+    };
+    let dev_dir = work.join("dev");
+    let facts = crate::stages::SharedFacts::default();
+    let package_options = crate::chart::package::Options {
+        rename: Some(config.chart.release_name.clone()),
+        drop: config.chart.drop.clone(),
+    };
+    let release = &config.repositories.release;
+    let release_auth = credentials::repo_auth(config, release, settings.env, secrets)?;
+    let plan = Plan::new()
+        .parallel(vec![
+            Box::new(ClusterUp(Arc::clone(&cluster))),
+            Box::new(DevCheckout {
+                git: Git2::new(secrets.clone()),
+                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+                commit: chart.app_version.clone(),
+                dir: dev_dir.clone(),
+            }),
+            Box::new(ImagePrepare { docker, image: chart.image.clone(), auth: registry_auth }),
+        ])
+        .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.clone() })
+        .then(HelmInstall {
+            helm: helm.clone(),
+            install: crate::tools::helm::Install {
+                release: config.chart.name.clone(),
+                chart: chart.dir.clone(),
+                sets: vec![(config.chart.image_tag_key.clone(), chart.tag.clone())],
+                timeout: std::time::Duration::from_secs(300),
+            },
+            cluster: Arc::clone(&cluster),
+            package: package_options,
+            facts: Arc::clone(&facts),
+        })
+        .then(IntegrationTests {
+            command: config.commands.integration_tests.clone(),
+            dir: dev_dir,
+            cluster: Arc::clone(&cluster),
+            process: process.clone(),
+        })
+        .then(release_stage(config, settings, release_auth, crate::stages::Expectation::SameRun(facts), secrets))
+        .cleanup(Diagnostics {
+            dir: artifacts,
+            helm,
+            kubectl,
+            release: config.chart.name.clone(),
+            cluster: Arc::clone(&cluster),
+        })
+        .cleanup(CacheSave(Arc::clone(&cluster)))
+        .cleanup(Teardown { cluster, keep: keep_cluster });
+    Ok(plan)
+}
+
+/// release: package the QA chart and publish it into the RELEASE repository.
+pub fn release(
+    config: &Config,
+    settings: &RunSettings<'_>,
+    expect: crate::stages::Expectation,
+    secrets: &mut Secrets,
+) -> Result<Plan, SetupError> {
+    let auth = credentials::repo_auth(config, &config.repositories.release, settings.env, secrets)?;
+    Ok(Plan::new().then(release_stage(config, settings, auth, expect, secrets)))
+}
+
+/// The release of the QA checkout's chart into the RELEASE repository.
+fn release_stage(
+    config: &Config,
+    settings: &RunSettings<'_>,
+    auth: crate::tools::git::Auth,
+    expect: crate::stages::Expectation,
+    secrets: &Secrets,
+) -> crate::stages::release::Release {
+    let release = &config.repositories.release;
+    crate::stages::release::Release {
+        git: Git2::new(secrets.clone()),
+        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth },
+        chart_dir: config.resolve(&config.chart.path),
+        release_name: config.chart.release_name.clone(),
+        drop: config.chart.drop.clone(),
+        base_url: config.chart.base_url.clone(),
+        author: Author::default(),
+        dry_run: settings.dry_run,
+        run_id: settings.run_id.clone(),
+        process: crate::process::Runner::new(secrets.clone(), settings.verbose),
+        expect,
+        serve_timeout: serve_timeout(settings.env),
+    }
+}
+
+/// STAGECOACH_SERVE_TIMEOUT (seconds, default 300): how long a published index may take to be
+/// served at chart.base_url.
+fn serve_timeout(env: crate::config::Env<'_>) -> std::time::Duration {
+    std::time::Duration::from_secs(env("STAGECOACH_SERVE_TIMEOUT").and_then(|v| v.parse().ok()).unwrap_or(300))
+}

@@ -1,0 +1,334 @@
+//! What a run shows and leaves behind: progress while it runs (indicatif on a terminal, plain
+//! lines in CI with `::group::` / `travis_fold` folding), the summary table, the JSON run record.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ci::BuildInfo;
+use crate::runner::{RunOutcome, RunRecord, StageOutcome, StageRecord};
+
+/// Receives what stages do while they run. Implementations write to stderr.
+pub trait Progress: Send + Sync {
+    fn stage_started(&self, name: &str, parallel: bool);
+    fn line(&self, stage: &str, text: &str);
+    fn stage_finished(&self, record: &StageRecord);
+}
+
+/// Shows nothing (`--quiet`, and tests).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn stage_started(&self, _: &str, _: bool) {}
+    fn line(&self, _: &str, _: &str) {}
+    fn stage_finished(&self, _: &StageRecord) {}
+}
+
+/// How a CI log folds a stage's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Folding {
+    None,
+    GithubActions,
+    Travis,
+}
+
+/// Which display suits where we run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    Quiet,
+    Bars,
+    Lines(Folding),
+}
+
+impl Display {
+    /// Bars only on an interactive terminal outside CI; folding as the CI service understands it.
+    pub fn choose(env: crate::config::Env<'_>, stderr_is_tty: bool, no_progress: bool, quiet: bool) -> Self {
+        let is = |name| env(name).is_some_and(|v| v == "true");
+        if quiet {
+            Self::Quiet
+        } else if is("GITHUB_ACTIONS") {
+            Self::Lines(Folding::GithubActions)
+        } else if is("TRAVIS") {
+            Self::Lines(Folding::Travis)
+        } else if stderr_is_tty && !no_progress && !is("CI") {
+            Self::Bars
+        } else {
+            Self::Lines(Folding::None)
+        }
+    }
+
+    pub fn progress(self) -> Box<dyn Progress> {
+        match self {
+            Self::Quiet => Box::new(NoProgress),
+            Self::Bars => Box::new(Bars::new()),
+            Self::Lines(folding) => Box::new(Lines::new(folding, Box::new(std::io::stderr()))),
+        }
+    }
+}
+
+/// Plain lines. A stage that runs alone is folded; stages of a parallel group cannot be (CI
+/// folds do not nest or interleave), so their lines carry the stage name instead.
+pub struct Lines {
+    folding: Folding,
+    out: Mutex<Box<dyn Write + Send>>,
+    /// Stages whose fold is open.
+    folded: Mutex<Vec<String>>,
+}
+
+impl Lines {
+    pub fn new(folding: Folding, out: Box<dyn Write + Send>) -> Self {
+        Self { folding, out: Mutex::new(out), folded: Mutex::new(Vec::new()) }
+    }
+
+    fn write(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed stderr must not fail the run.
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+/// Travis fold names allow letters, digits, `.`, `_` and `-`.
+fn fold_id(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect()
+}
+
+impl Progress for Lines {
+    fn stage_started(&self, name: &str, parallel: bool) {
+        let folds = !parallel && self.folding != Folding::None;
+        if folds {
+            self.folded.lock().unwrap_or_else(|e| e.into_inner()).push(name.to_string());
+        }
+        match (self.folding, folds) {
+            (Folding::GithubActions, true) => self.write(&format!("::group::{name}")),
+            (Folding::Travis, true) => self.write(&format!("travis_fold:start:{}\r\x1b[0K==> {name}", fold_id(name))),
+            _ => self.write(&format!("==> {name}")),
+        }
+    }
+
+    fn line(&self, stage: &str, text: &str) {
+        self.write(&format!("[{stage}] {text}"));
+    }
+
+    fn stage_finished(&self, record: &StageRecord) {
+        if record.outcome == StageOutcome::NotRun {
+            return;
+        }
+        let was_folded = {
+            let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
+            folded.iter().position(|n| *n == record.name).map(|i| folded.remove(i)).is_some()
+        };
+        // The outcome goes after the fold so that it shows while the fold is closed.
+        match (self.folding, was_folded) {
+            (Folding::GithubActions, true) => self.write("::endgroup::"),
+            (Folding::Travis, true) => self.write(&format!("travis_fold:end:{}\r\x1b[0K", fold_id(&record.name))),
+            _ => {}
+        }
+        self.write(&finished_line(record));
+    }
+}
+
+fn finished_line(record: &StageRecord) -> String {
+    let message = record.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+    format!("<== {} {} in {}{message}", record.name, record.outcome.as_str(), seconds(record.duration_ms))
+}
+
+/// Spinners on an interactive terminal, one per running stage; stage output prints above them.
+pub struct Bars {
+    multi: indicatif::MultiProgress,
+    running: Mutex<Vec<(String, indicatif::ProgressBar)>>,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Self { multi: indicatif::MultiProgress::new(), running: Mutex::new(Vec::new()) }
+    }
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Bars {
+    fn stage_started(&self, name: &str, _parallel: bool) {
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), bar));
+    }
+
+    fn line(&self, stage: &str, text: &str) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bar)) = running.iter().find(|(name, _)| name == stage) {
+            bar.set_message(text.to_string());
+        }
+        let _ = self.multi.println(format!("[{stage}] {text}"));
+    }
+
+    fn stage_finished(&self, record: &StageRecord) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = running.iter().position(|(name, _)| *name == record.name) {
+            let (_, bar) = running.remove(index);
+            bar.finish_and_clear();
+        }
+        if record.outcome != StageOutcome::NotRun {
+            let _ = self.multi.println(finished_line(record));
+        }
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", Duration::from_millis(ms).as_secs_f64())
+}
+
+/// The table printed at the end of a run.
+pub fn summary_table(record: &RunRecord) -> String {
+    let rows: Vec<(&StageRecord, &str)> =
+        record.stages.iter().map(|r| (r, "")).chain(record.cleanup.iter().map(|r| (r, " (cleanup)"))).collect();
+    let width = rows.iter().map(|(r, suffix)| r.name.len() + suffix.len()).chain([5]).max().unwrap_or(5);
+    let mut out = format!("{:<width$}  {:<11}  {:>8}\n", "stage", "outcome", "duration");
+    for (r, suffix) in rows {
+        let name = format!("{}{suffix}", r.name);
+        let duration = if r.outcome == StageOutcome::NotRun { "-".to_string() } else { seconds(r.duration_ms) };
+        out.push_str(&format!("{name:<width$}  {:<11}  {duration:>8}\n", r.outcome.as_str()));
+    }
+    let total = match &record.outcome {
+        RunOutcome::Passed => "passed",
+        RunOutcome::Failed { .. } => "failed",
+        RunOutcome::Interrupted => "interrupted",
+    };
+    out.push_str(&format!("{:<width$}  {total:<11}  {:>8}\n", "total", seconds(record.duration_ms)));
+    out
+}
+
+/// The JSON document written by `--report`.
+#[derive(Serialize)]
+pub struct RunReport<'a> {
+    pub stagecoach_version: &'static str,
+    pub run_id: &'a str,
+    pub command: &'a str,
+    pub dry_run: bool,
+    pub started_unix_ms: u64,
+    pub build: Option<&'a BuildInfo>,
+    #[serde(flatten)]
+    pub run: &'a RunRecord,
+}
+
+/// Writes the record next to its final name first, so a reader never sees half a file.
+pub fn write_report(path: &Path, report: &RunReport<'_>) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.partial");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record(name: &str, outcome: StageOutcome, ms: u64) -> StageRecord {
+        StageRecord {
+            name: name.into(),
+            group: 0,
+            outcome,
+            started_ms: 0,
+            duration_ms: ms,
+            message: None,
+            details: Default::default(),
+        }
+    }
+
+    #[test]
+    fn folding_table() {
+        let cases = [
+            (Folding::None, false, "==> build\n[build] compiling\n<== build passed in 1.5s\n"),
+            (
+                Folding::GithubActions,
+                false,
+                "::group::build\n[build] compiling\n::endgroup::\n<== build passed in 1.5s\n",
+            ),
+            (Folding::GithubActions, true, "==> build\n[build] compiling\n<== build passed in 1.5s\n"),
+            (
+                Folding::Travis,
+                false,
+                "travis_fold:start:build\r\x1b[0K==> build\n[build] compiling\ntravis_fold:end:build\r\x1b[0K\n<== build passed in 1.5s\n",
+            ),
+        ];
+        for (folding, parallel, want) in cases {
+            let buffer = Buffer::default();
+            let lines = Lines::new(folding, Box::new(buffer.clone()));
+            lines.stage_started("build", parallel);
+            lines.line("build", "compiling");
+            lines.stage_finished(&record("build", StageOutcome::Passed, 1500));
+            let got = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(got, want, "{folding:?}");
+        }
+    }
+
+    #[test]
+    fn display_choice_table() {
+        let cases: [(&[(&str, &str)], bool, bool, bool, Display); 6] = [
+            (&[], true, false, false, Display::Bars),
+            (&[], false, false, false, Display::Lines(Folding::None)),
+            (&[], true, true, false, Display::Lines(Folding::None)),
+            (&[("CI", "true")], true, false, false, Display::Lines(Folding::None)),
+            (
+                &[("CI", "true"), ("GITHUB_ACTIONS", "true")],
+                false,
+                false,
+                false,
+                Display::Lines(Folding::GithubActions),
+            ),
+            (&[("TRAVIS", "true")], false, false, true, Display::Quiet),
+        ];
+        for (vars, tty, no_progress, quiet, want) in cases {
+            let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+            assert_eq!(Display::choose(&env, tty, no_progress, quiet), want, "{vars:?} tty={tty}");
+        }
+    }
+
+    #[test]
+    fn summary_lists_every_stage_and_cleanup() {
+        let run = RunRecord {
+            outcome: RunOutcome::Failed { stage: "image-push".into(), error: "denied".into() },
+            duration_ms: 4200,
+            stages: vec![
+                record("build", StageOutcome::Passed, 3000),
+                record("image-push", StageOutcome::Failed, 1200),
+                record("qa-promote", StageOutcome::NotRun, 0),
+            ],
+            cleanup: vec![record("teardown", StageOutcome::Passed, 0)],
+        };
+        let want = "\
+stage               outcome      duration
+build               passed           3.0s
+image-push          failed           1.2s
+qa-promote          not run             -
+teardown (cleanup)  passed           0.0s
+total               failed           4.2s
+";
+        assert_eq!(summary_table(&run), want);
+    }
+}

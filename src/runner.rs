@@ -1,0 +1,614 @@
+//! The stage runner: stages in order, parallel groups, timing, and cleanup that always runs.
+//!
+//! A run stops at the first failed stage; its running siblings in a parallel group are
+//! cancelled (their futures dropped, which kills their programs), later stages are not run,
+//! and the cleanup stages run in every case: success, failure and interrupt (Ctrl-C). A second
+//! interrupt during cleanup abandons what is left of it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+
+use crate::report::Progress;
+use crate::secrets::Secrets;
+
+pub type StageError = Box<dyn std::error::Error + Send + Sync>;
+pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StageError>> + Send + 'a>>;
+
+/// One step of a pipeline. Stages get what they need (adapters, config) when they are built;
+/// `run` only receives the per-run context.
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &str;
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a>;
+}
+
+/// How a stage that did not fail ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Skipped(String),
+}
+
+/// What a running stage can see of the run.
+pub struct StageContext {
+    stage: String,
+    progress: Arc<dyn Progress>,
+    /// For cleanup stages: whether the run failed or was interrupted (diagnostics are only
+    /// collected then).
+    pub run_failed: bool,
+    details: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl StageContext {
+    /// A line of output shown under this stage.
+    pub fn line(&self, text: &str) {
+        self.progress.line(&self.stage, text);
+    }
+
+    /// A fact for the run record (an image digest, a commit), shown under the stage.
+    pub fn detail(&self, key: &str, value: impl Into<String>) {
+        self.details.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), value.into());
+    }
+
+    fn take_details(&self) -> std::collections::BTreeMap<String, String> {
+        std::mem::take(&mut *self.details.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The stages of one command: groups run in order, the stages of a group at the same time.
+#[derive(Default)]
+pub struct Plan {
+    groups: Vec<Vec<Box<dyn Stage>>>,
+    cleanup: Vec<Box<dyn Stage>>,
+}
+
+impl Plan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn then(mut self, stage: impl Stage + 'static) -> Self {
+        self.groups.push(vec![Box::new(stage)]);
+        self
+    }
+
+    pub fn parallel(mut self, stages: Vec<Box<dyn Stage>>) -> Self {
+        self.groups.push(stages);
+        self
+    }
+
+    pub fn cleanup(mut self, stage: impl Stage + 'static) -> Self {
+        self.cleanup.push(Box::new(stage));
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageOutcome {
+    Passed,
+    Skipped,
+    Failed,
+    /// Stopped because a stage beside it in its group failed.
+    Cancelled,
+    Interrupted,
+    /// Not started because an earlier stage failed or the run was interrupted.
+    NotRun,
+}
+
+impl StageOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+            Self::NotRun => "not run",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageRecord {
+    pub name: String,
+    /// Position of the stage's group; stages with the same group ran in parallel.
+    pub group: usize,
+    pub outcome: StageOutcome,
+    /// Start, relative to the start of the run.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// Why it failed or was skipped (secrets masked).
+    pub message: Option<String>,
+    /// Facts the stage recorded (secrets masked).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum RunOutcome {
+    Passed,
+    Failed { stage: String, error: String },
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    #[serde(flatten)]
+    pub outcome: RunOutcome,
+    pub duration_ms: u64,
+    pub stages: Vec<StageRecord>,
+    pub cleanup: Vec<StageRecord>,
+}
+
+/// Interrupt requests (Ctrl-C). A closed channel never interrupts.
+pub struct Interrupts(tokio::sync::mpsc::UnboundedReceiver<()>);
+
+impl Interrupts {
+    pub fn new(receiver: tokio::sync::mpsc::UnboundedReceiver<()>) -> Self {
+        Self(receiver)
+    }
+
+    /// Interrupts from SIGINT (Ctrl-C) and SIGTERM (what CI services send on cancel).
+    pub fn from_signals() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = int.recv() => {}
+                    Some(()) = term.recv() => {}
+                    else => break,
+                }
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self(rx))
+    }
+
+    async fn next(&mut self) {
+        if self.0.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+pub struct Runner {
+    pub progress: Arc<dyn Progress>,
+    pub secrets: Secrets,
+}
+
+impl Runner {
+    pub async fn run(&self, plan: Plan, interrupts: &mut Interrupts) -> RunRecord {
+        let start = Instant::now();
+        let mut outcome = RunOutcome::Passed;
+        let mut stages = Vec::new();
+        for (group, members) in plan.groups.iter().enumerate() {
+            if outcome != RunOutcome::Passed {
+                stages.extend(members.iter().map(|s| self.unstarted(s.name(), group, StageOutcome::NotRun)));
+                continue;
+            }
+            let (records, group_outcome) = self.run_group(group, members, start, interrupts).await;
+            stages.extend(records);
+            outcome = group_outcome;
+        }
+
+        let run_failed = outcome != RunOutcome::Passed;
+        let mut cleanup = Vec::new();
+        let mut abandoned = false;
+        for (index, stage) in plan.cleanup.iter().enumerate() {
+            let group = plan.groups.len() + index;
+            if abandoned {
+                cleanup.push(self.unstarted(stage.name(), group, StageOutcome::Interrupted));
+                continue;
+            }
+            let ctx = self.context(stage.name(), run_failed);
+            self.progress.stage_started(stage.name(), false);
+            let begun = Instant::now();
+            let result = tokio::select! {
+                result = stage.run(&ctx) => Some(result),
+                () = interrupts.next() => None,
+            };
+            let record = match result {
+                Some(result) => self.finished(stage.name(), group, start, begun, result, &ctx),
+                None => {
+                    abandoned = true;
+                    self.record(
+                        stage.name(),
+                        group,
+                        start,
+                        begun,
+                        StageOutcome::Interrupted,
+                        Some("cleanup abandoned on a second interrupt".into()),
+                    )
+                }
+            };
+            self.progress.stage_finished(&record);
+            if record.outcome == StageOutcome::Failed && outcome == RunOutcome::Passed {
+                outcome = RunOutcome::Failed {
+                    stage: record.name.clone(),
+                    error: record.message.clone().unwrap_or_default(),
+                };
+            }
+            cleanup.push(record);
+        }
+        RunRecord { outcome, duration_ms: millis(start.elapsed()), stages, cleanup }
+    }
+
+    async fn run_group(
+        &self,
+        group: usize,
+        members: &[Box<dyn Stage>],
+        start: Instant,
+        interrupts: &mut Interrupts,
+    ) -> (Vec<StageRecord>, RunOutcome) {
+        let parallel = members.len() > 1;
+        let contexts: Vec<StageContext> = members.iter().map(|s| self.context(s.name(), false)).collect();
+        let mut running: FuturesUnordered<_> = members
+            .iter()
+            .zip(&contexts)
+            .enumerate()
+            .map(|(index, (stage, ctx))| {
+                self.progress.stage_started(stage.name(), parallel);
+                let begun = Instant::now();
+                async move { (index, begun, stage.run(ctx).await) }
+            })
+            .collect();
+
+        let mut records: Vec<Option<StageRecord>> = vec![None; members.len()];
+        let mut outcome = RunOutcome::Passed;
+        let group_begun = Instant::now();
+        loop {
+            tokio::select! {
+                next = running.next() => match next {
+                    None => break,
+                    Some((index, begun, result)) => {
+                        let record = self.finished(members[index].name(), group, start, begun, result, &contexts[index]);
+                        self.progress.stage_finished(&record);
+                        if record.outcome == StageOutcome::Failed {
+                            outcome = RunOutcome::Failed { stage: record.name.clone(), error: record.message.clone().unwrap_or_default() };
+                        }
+                        records[index] = Some(record);
+                        if outcome != RunOutcome::Passed {
+                            break;
+                        }
+                    }
+                },
+                () = interrupts.next() => {
+                    outcome = RunOutcome::Interrupted;
+                    break;
+                }
+            }
+        }
+        // Dropping the futures that are still running cancels them.
+        drop(running);
+        let stopped =
+            if outcome == RunOutcome::Interrupted { StageOutcome::Interrupted } else { StageOutcome::Cancelled };
+        let records = records
+            .into_iter()
+            .zip(members)
+            .map(|(record, stage)| {
+                record.unwrap_or_else(|| {
+                    let record = self.record(stage.name(), group, start, group_begun, stopped, None);
+                    self.progress.stage_finished(&record);
+                    record
+                })
+            })
+            .collect();
+        (records, outcome)
+    }
+
+    fn context(&self, stage: &str, run_failed: bool) -> StageContext {
+        StageContext {
+            stage: stage.to_string(),
+            progress: Arc::clone(&self.progress),
+            run_failed,
+            details: Default::default(),
+        }
+    }
+
+    fn finished(
+        &self,
+        name: &str,
+        group: usize,
+        start: Instant,
+        begun: Instant,
+        result: Result<Outcome, StageError>,
+        ctx: &StageContext,
+    ) -> StageRecord {
+        let (outcome, message) = match result {
+            Ok(Outcome::Done) => (StageOutcome::Passed, None),
+            Ok(Outcome::Skipped(why)) => (StageOutcome::Skipped, Some(why)),
+            Err(error) => (StageOutcome::Failed, Some(error_chain(&*error))),
+        };
+        let mut record = self.record(name, group, start, begun, outcome, message);
+        record.details = ctx.take_details().into_iter().map(|(k, v)| (k, self.secrets.mask(&v).into_owned())).collect();
+        record
+    }
+
+    fn record(
+        &self,
+        name: &str,
+        group: usize,
+        start: Instant,
+        begun: Instant,
+        outcome: StageOutcome,
+        message: Option<String>,
+    ) -> StageRecord {
+        StageRecord {
+            name: name.to_string(),
+            group,
+            outcome,
+            started_ms: millis(begun.duration_since(start)),
+            duration_ms: millis(begun.elapsed()),
+            message: message.map(|m| self.secrets.mask(&m).into_owned()),
+            details: Default::default(),
+        }
+    }
+
+    fn unstarted(&self, name: &str, group: usize, outcome: StageOutcome) -> StageRecord {
+        StageRecord {
+            name: name.to_string(),
+            group,
+            outcome,
+            started_ms: 0,
+            duration_ms: 0,
+            message: None,
+            details: Default::default(),
+        }
+    }
+}
+
+/// An error and its sources, as one line each joined by ": ".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::{Barrier, Notify};
+
+    use super::*;
+    use crate::report::NoProgress;
+
+    /// A stage that logs its start and end, optionally waits, then ends as told.
+    struct Step {
+        name: &'static str,
+        log: Arc<Mutex<Vec<String>>>,
+        wait: Wait,
+        result: Result<Outcome, &'static str>,
+    }
+
+    enum Wait {
+        None,
+        /// Both stages of a parallel pair must be running for either to pass this.
+        Barrier(Arc<Barrier>),
+        /// Signals that it started, then never finishes on its own.
+        Forever(Arc<Notify>),
+    }
+
+    impl Stage for Step {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+            Box::pin(async move {
+                self.log.lock().unwrap().push(format!("start {} failed={}", self.name, ctx.run_failed));
+                match &self.wait {
+                    Wait::None => {}
+                    Wait::Barrier(barrier) => {
+                        barrier.wait().await;
+                    }
+                    Wait::Forever(started) => {
+                        started.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                }
+                self.log.lock().unwrap().push(format!("end {}", self.name));
+                self.result.clone().map_err(|e| e.into())
+            })
+        }
+    }
+
+    struct Fixture {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self { log: Arc::default() }
+        }
+        fn step(&self, name: &'static str, result: Result<Outcome, &'static str>) -> Step {
+            Step { name, log: Arc::clone(&self.log), wait: Wait::None, result }
+        }
+        fn waiting(&self, name: &'static str, wait: Wait) -> Step {
+            Step { wait, ..self.step(name, Ok(Outcome::Done)) }
+        }
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    fn runner() -> Runner {
+        let mut secrets = Secrets::new();
+        secrets.add("canary-s3cr3t-42");
+        Runner { progress: Arc::new(NoProgress), secrets }
+    }
+
+    fn no_interrupts() -> Interrupts {
+        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Interrupts::new(rx)
+    }
+
+    fn outcomes(records: &[StageRecord]) -> Vec<(&str, StageOutcome)> {
+        records.iter().map(|r| (r.name.as_str(), r.outcome)).collect()
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn stages_run_in_order_then_cleanup() {
+        let f = Fixture::new();
+        let plan = Plan::new()
+            .then(f.step("build", Ok(Outcome::Done)))
+            .then(f.step("image", Ok(Outcome::Skipped("no docker".into()))))
+            .then(f.step("promote", Ok(Outcome::Done)))
+            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+        let record = block_on(runner().run(plan, &mut no_interrupts()));
+        assert_eq!(record.outcome, RunOutcome::Passed);
+        assert_eq!(
+            f.log(),
+            [
+                "start build failed=false",
+                "end build",
+                "start image failed=false",
+                "end image",
+                "start promote failed=false",
+                "end promote",
+                "start teardown failed=false",
+                "end teardown"
+            ]
+        );
+        assert_eq!(
+            outcomes(&record.stages),
+            [("build", StageOutcome::Passed), ("image", StageOutcome::Skipped), ("promote", StageOutcome::Passed)]
+        );
+        assert_eq!(record.stages[1].message.as_deref(), Some("no docker"));
+        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
+    }
+
+    #[test]
+    fn first_failure_stops_the_run_names_the_stage_and_cleanup_still_runs() {
+        let f = Fixture::new();
+        let plan = Plan::new()
+            .then(f.step("build", Ok(Outcome::Done)))
+            .then(f.step("push", Err("registry refused token canary-s3cr3t-42")))
+            .then(f.step("promote", Ok(Outcome::Done)))
+            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+        let record = block_on(runner().run(plan, &mut no_interrupts()));
+        assert_eq!(
+            record.outcome,
+            RunOutcome::Failed { stage: "push".into(), error: "registry refused token ***".into() }
+        );
+        assert_eq!(
+            outcomes(&record.stages),
+            [("build", StageOutcome::Passed), ("push", StageOutcome::Failed), ("promote", StageOutcome::NotRun)]
+        );
+        assert!(!f.log().iter().any(|l| l.contains("promote")));
+        assert_eq!(f.log().last().unwrap(), "end teardown");
+        assert!(f.log().contains(&"start teardown failed=true".to_string()));
+    }
+
+    #[test]
+    fn a_parallel_group_runs_its_stages_at_the_same_time() {
+        let f = Fixture::new();
+        let barrier = Arc::new(Barrier::new(2));
+        let plan = Plan::new()
+            .parallel(vec![
+                Box::new(f.waiting("cluster", Wait::Barrier(Arc::clone(&barrier)))),
+                Box::new(f.waiting("checkout", Wait::Barrier(barrier))),
+            ])
+            .then(f.step("install", Ok(Outcome::Done)));
+        // Run one after the other, neither stage could pass the barrier: the timeout would fire.
+        let record = block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), runner().run(plan, &mut no_interrupts())).await
+        })
+        .expect("the parallel stages did not run at the same time");
+        assert_eq!(record.outcome, RunOutcome::Passed);
+        assert_eq!(record.stages[0].group, record.stages[1].group);
+        assert_eq!(f.log().last().unwrap(), "end install");
+    }
+
+    #[test]
+    fn a_failure_in_a_group_cancels_its_siblings() {
+        let f = Fixture::new();
+        let plan = Plan::new()
+            .parallel(vec![
+                Box::new(f.waiting("cluster", Wait::Forever(Arc::new(Notify::new())))),
+                Box::new(f.step("checkout", Err("no such commit"))),
+            ])
+            .then(f.step("install", Ok(Outcome::Done)))
+            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+        let record = block_on(runner().run(plan, &mut no_interrupts()));
+        assert_eq!(record.outcome, RunOutcome::Failed { stage: "checkout".into(), error: "no such commit".into() });
+        assert_eq!(
+            outcomes(&record.stages),
+            [
+                ("cluster", StageOutcome::Cancelled),
+                ("checkout", StageOutcome::Failed),
+                ("install", StageOutcome::NotRun)
+            ]
+        );
+        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
+    }
+
+    #[test]
+    fn an_interrupt_stops_the_stage_and_runs_cleanup() {
+        let f = Fixture::new();
+        let started = Arc::new(Notify::new());
+        let plan = Plan::new()
+            .then(f.waiting("tests", Wait::Forever(Arc::clone(&started))))
+            .then(f.step("release", Ok(Outcome::Done)))
+            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let record = block_on(async move {
+            let ctrl_c = async move {
+                started.notified().await;
+                tx.send(()).unwrap();
+                std::future::pending::<()>().await;
+            };
+            let (runner, mut interrupts) = (runner(), Interrupts::new(rx));
+            tokio::select! {
+                record = runner.run(plan, &mut interrupts) => record,
+                () = ctrl_c => unreachable!(),
+            }
+        });
+        assert_eq!(record.outcome, RunOutcome::Interrupted);
+        assert_eq!(outcomes(&record.stages), [("tests", StageOutcome::Interrupted), ("release", StageOutcome::NotRun)]);
+        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
+        assert!(f.log().contains(&"start teardown failed=true".to_string()));
+    }
+
+    #[test]
+    fn a_failing_cleanup_fails_a_passing_run() {
+        let f = Fixture::new();
+        let plan = Plan::new()
+            .then(f.step("build", Ok(Outcome::Done)))
+            .cleanup(f.step("teardown", Err("kind delete failed")))
+            .cleanup(f.step("remove-temp", Ok(Outcome::Done)));
+        let record = block_on(runner().run(plan, &mut no_interrupts()));
+        assert_eq!(record.outcome, RunOutcome::Failed { stage: "teardown".into(), error: "kind delete failed".into() });
+        assert_eq!(
+            outcomes(&record.cleanup),
+            [("teardown", StageOutcome::Failed), ("remove-temp", StageOutcome::Passed)]
+        );
+    }
+}

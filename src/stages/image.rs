@@ -1,0 +1,124 @@
+//! Building and pushing the image: `<repository>:<tag>` and `<repository>:latest`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::SharedFacts;
+use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::tools::docker::{DockerEngine, DockerError, RegistryAuth};
+
+/// What the image stages need of an engine; the real one is [`DockerEngine`].
+pub trait Images: Send + Sync {
+    fn build(
+        &self,
+        context: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
+    fn tag(&self, image: &str, repository: &str, tag: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
+}
+
+impl Images for DockerEngine {
+    fn build(
+        &self,
+        context: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        DockerEngine::build(self, context, dockerfile, tag, on_line)
+    }
+    fn tag(&self, image: &str, repository: &str, tag: &str) -> impl Future<Output = Result<(), DockerError>> + Send {
+        DockerEngine::tag(self, image, repository, tag)
+    }
+    fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        DockerEngine::push(self, repository, tag, auth, on_line)
+    }
+}
+
+pub struct BuildImage<I> {
+    pub images: Arc<I>,
+    /// The build context directory and the Dockerfile (a path inside it).
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub repository: String,
+    pub tag: String,
+    pub facts: SharedFacts,
+}
+
+impl<I: Images> Stage for BuildImage<I> {
+    fn name(&self) -> &str {
+        "image-build"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let (context, dockerfile) = (self.context.clone(), self.dockerfile.clone());
+            let tar = tokio::task::spawn_blocking(move || crate::build_context::tar(&context, &dockerfile)).await??;
+            ctx.line(&format!("build context: {} KiB", tar.len() / 1024));
+            let inside =
+                self.dockerfile.strip_prefix(&self.context).unwrap_or(&self.dockerfile).to_string_lossy().into_owned();
+            let reference = format!("{}:{}", self.repository, self.tag);
+            let id = self.images.build(tar, &inside, &reference, &|l| ctx.line(l)).await?;
+            self.images.tag(&id, &self.repository, "latest").await?;
+            ctx.detail("image", &reference);
+            ctx.detail("image_id", &id);
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id = Some(id);
+            Ok(Outcome::Done)
+        })
+    }
+}
+
+pub struct PushImage<I> {
+    pub images: Arc<I>,
+    pub repository: String,
+    pub tag: String,
+    pub auth: Option<RegistryAuth>,
+    pub dry_run: bool,
+    pub no_push: bool,
+    pub facts: SharedFacts,
+}
+
+impl<I: Images> Stage for PushImage<I> {
+    fn name(&self) -> &str {
+        "image-push"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            if self.dry_run {
+                return Ok(Outcome::Skipped(format!(
+                    "dry run: would push {0}:{1} and {0}:latest",
+                    self.repository, self.tag
+                )));
+            }
+            if self.no_push {
+                return Ok(Outcome::Skipped(format!(
+                    "--no-push: {0}:{1} stays in the local engine",
+                    self.repository, self.tag
+                )));
+            }
+            let digest = self.images.push(&self.repository, &self.tag, self.auth.as_ref(), &|l| ctx.line(l)).await?;
+            self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
+            ctx.detail("digest", &digest);
+            ctx.detail("pushed", format!("{0}:{1}, {0}:latest", self.repository, self.tag));
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest = Some(digest);
+            Ok(Outcome::Done)
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Writes the new image tag and chart version into the QA repository: values.yaml
+//! `<image_tag_key>`, Chart.yaml `version` and `appVersion`, committed with trailers that tie
+//! the QA commit to its source commit, image digest and run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::SharedFacts;
+use crate::ci::BuildInfo;
+use crate::promote::{self, Edit, Options, Outcome as Promoted};
+use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::tools::git::{Author, Git2, Remote};
+use crate::version;
+
+pub struct PromoteToQa {
+    pub git: Git2,
+    pub remote: Remote,
+    /// Chart directory inside the QA repository.
+    pub chart_path: PathBuf,
+    pub image_tag_key: String,
+    pub build: BuildInfo,
+    pub run_id: String,
+    pub author: Author,
+    pub dry_run: bool,
+    pub facts: SharedFacts,
+}
+
+impl PromoteToQa {
+    fn edits(&self) -> Result<Vec<Edit>, version::VersionError> {
+        let release = self.build.tag.as_deref().map(version::release_version).transpose()?;
+        let short = self.build.short.clone();
+        let chart_file = in_chart(&self.chart_path, "Chart.yaml");
+        let computed: promote::Computed = Arc::new(move |current: &[u8]| {
+            let version = match &release {
+                Some(release) => release.clone(),
+                None => {
+                    let text = String::from_utf8_lossy(current);
+                    let current = chart_version(&text).ok_or("no `version` in Chart.yaml")?;
+                    let current = version::parse_chart_version(&current).map_err(|e| e.to_string())?;
+                    version::dev_version(&current, &short).map_err(|e| e.to_string())?
+                }
+            };
+            Ok(vec![("version".to_string(), version.to_string())])
+        });
+        Ok(vec![
+            Edit::new(
+                in_chart(&self.chart_path, "values.yaml"),
+                vec![(self.image_tag_key.clone(), self.build.image_tag().to_string())],
+            ),
+            Edit {
+                computed: Some(computed),
+                ..Edit::new(chart_file, vec![("appVersion".to_string(), self.build.commit.clone())])
+            },
+        ])
+    }
+}
+
+/// `chart/values.yaml`, or `values.yaml` for a chart at the repository root (git wants no `./`).
+fn in_chart(chart: &std::path::Path, name: &str) -> PathBuf {
+    chart.join(name).components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}
+
+/// The `version:` of a Chart.yaml (typed reading would refuse a legacy version we must read).
+fn chart_version(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: Option<String>,
+    }
+    serde_saphyr::from_str::<Versioned>(text).ok()?.version
+}
+
+impl Stage for PromoteToQa {
+    fn name(&self) -> &str {
+        "qa-promote"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let edits = self.edits()?;
+            let digest = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone();
+            let mut message = format!("Deploy {} ({})\n\n", self.build.image_tag(), self.build.short);
+            message.push_str(&format!("Source-Commit: {}\n", self.build.commit));
+            if let Some(digest) = &digest {
+                message.push_str(&format!("Image-Digest: {digest}\n"));
+            }
+            message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
+            let options = Options { author: self.author.clone(), message, dry_run: self.dry_run, ..Options::default() };
+            let (git, remote) = (self.git.clone(), self.remote.clone());
+            let promotion = tokio::task::spawn_blocking(move || {
+                let workdir = tempfile::Builder::new().prefix("stagecoach-qa-").tempdir()?;
+                promote::promote(&git, &remote, &edits, &options, workdir.path()).map_err(std::io::Error::other)
+            })
+            .await??;
+            for line in promotion.diff.lines() {
+                ctx.line(line);
+            }
+            Ok(match promotion.outcome {
+                Promoted::Pushed { commit } => {
+                    ctx.detail("qa_commit", &commit);
+                    Outcome::Done
+                }
+                Promoted::Unchanged => Outcome::Skipped("the QA chart already holds this build".into()),
+                Promoted::DryRun => Outcome::Skipped("dry run: the diff above was not pushed".into()),
+            })
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! The release: package the tested chart under its release name, merge it into the RELEASE
+//! repository's index.yaml, commit and push; then, when the repository is served at a base URL,
+//! check the published index there.
+
+use std::path::{Path, PathBuf};
+
+use crate::chart::{index, package};
+use crate::promote::{self, Change, Options, Outcome as Pushed, PromoteError};
+use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::tools::git::{Author, Git2, Remote};
+use crate::version;
+
+pub struct Release {
+    pub git: Git2,
+    pub remote: Remote,
+    /// The chart directory of the QA checkout.
+    pub chart_dir: PathBuf,
+    pub release_name: String,
+    pub drop: Vec<String>,
+    pub base_url: Option<String>,
+    pub author: Author,
+    pub dry_run: bool,
+    pub run_id: String,
+    pub process: crate::process::Runner,
+    pub expect: super::Expectation,
+    /// How long the published index may take to show at `base_url`.
+    pub serve_timeout: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
+    #[error("the chart is not the one QA tested ({what}: tested {tested}, now {now}); not publishing")]
+    NotTested { what: &'static str, tested: String, now: String },
+    #[error("no chart was tested in this run; not publishing")]
+    NothingTested,
+    #[error(
+        "published, but {url} does not list {name} {version} with digest {digest} (it says: {found}); check what serves the repository"
+    )]
+    NotServed { url: String, name: String, version: String, digest: String, found: String },
+}
+
+/// The package merged into the clone of the RELEASE repository: writes the .tgz and index.yaml.
+fn publish_into(
+    dir: &Path,
+    package: &package::Package,
+    base_url: Option<&str>,
+    now: &str,
+) -> Result<Change, PromoteError> {
+    let index_path = dir.join("index.yaml");
+    let io = |file: &str| {
+        let file = PathBuf::from(file);
+        move |source| PromoteError::Io { file, source }
+    };
+    let existing = match std::fs::read_to_string(&index_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io("index.yaml")(e)),
+    };
+    let url = match base_url {
+        Some(base) => format!("{}/{}", base.trim_end_matches('/'), package.file_name),
+        None => package.file_name.clone(),
+    };
+    let entry = index::NewEntry { metadata: &package.metadata, digest: &package.digest, url };
+    let (merged, outcome) = index::merge(existing.as_deref(), &entry, now)
+        .map_err(|e| PromoteError::Compute { file: "index.yaml".into(), message: e.to_string() })?;
+    if outcome == index::Merged::AlreadyPublished {
+        return Ok(Change { files: vec![], diff: String::new() });
+    }
+    let tgz = dir.join(&package.file_name);
+    if std::fs::read(&tgz).is_ok_and(|bytes| bytes != package.bytes) {
+        return Err(PromoteError::Compute {
+            file: package.file_name.clone().into(),
+            message: "is in the repository with other bytes but not in index.yaml; remove it or bump the version"
+                .into(),
+        });
+    }
+    std::fs::write(&tgz, &package.bytes).map_err(io(&package.file_name))?;
+    std::fs::write(&index_path, &merged).map_err(io("index.yaml"))?;
+    let diff = crate::app::diff(existing.as_deref().unwrap_or(""), &merged, "index.yaml");
+    Ok(Change { files: vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")], diff })
+}
+
+impl Stage for Release {
+    fn name(&self) -> &str {
+        "release"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let options = package::Options { rename: Some(self.release_name.clone()), drop: self.drop.clone() };
+            let package = package::package(&self.chart_dir, &options)?;
+            let version = package.metadata.semver();
+            if !version::is_release(&version) {
+                return Ok(Outcome::Skipped(format!(
+                    "not a release: {version} has a pre-release part; nothing to publish"
+                )));
+            }
+            self.check_tested(&package)?;
+            ctx.detail("package", &package.file_name);
+            ctx.detail("digest", format!("sha256:{}", package.digest));
+            let message = format!(
+                "Release {} {}\n\nApp-Version: {}\nChart-Digest: sha256:{}\nStagecoach-Run: {}\n",
+                package.metadata.name,
+                version,
+                package.metadata.app_version.as_deref().unwrap_or("-"),
+                package.digest,
+                self.run_id
+            );
+            let options = Options { author: self.author.clone(), message, dry_run: self.dry_run, ..Options::default() };
+            let (git, remote, base_url) = (self.git.clone(), self.remote.clone(), self.base_url.clone());
+            let to_publish = package.clone();
+            let promotion = tokio::task::spawn_blocking(move || {
+                let workdir = tempfile::Builder::new().prefix("stagecoach-release-").tempdir()?;
+                let now = index::rfc3339(std::time::SystemTime::now());
+                promote::promote_with(
+                    &git,
+                    &remote,
+                    &|dir| publish_into(dir, &to_publish, base_url.as_deref(), &now),
+                    &options,
+                    workdir.path(),
+                )
+                .map_err(std::io::Error::other)
+            })
+            .await??;
+            for line in promotion.diff.lines() {
+                ctx.line(line);
+            }
+            match promotion.outcome {
+                Pushed::Unchanged => {
+                    return Ok(Outcome::Skipped(format!(
+                        "{} {version} is already published with this digest",
+                        package.metadata.name
+                    )));
+                }
+                Pushed::DryRun => return Ok(Outcome::Skipped("dry run: the index change above was not pushed".into())),
+                Pushed::Pushed { commit } => ctx.detail("release_commit", commit),
+            }
+            if let Some(base) = &self.base_url {
+                self.check_served(base, &package, ctx).await?;
+            }
+            Ok(Outcome::Done)
+        })
+    }
+}
+
+impl Release {
+    /// The package must be the chart QA tested: same appVersion, same package digest.
+    fn check_tested(&self, package: &package::Package) -> Result<(), ReleaseError> {
+        let tested = match &self.expect {
+            super::Expectation::Untested => return Ok(()),
+            super::Expectation::Record(tested) => tested.clone(),
+            super::Expectation::SameRun(facts) => {
+                facts.lock().unwrap_or_else(|e| e.into_inner()).tested.clone().ok_or(ReleaseError::NothingTested)?
+            }
+        };
+        let app_version = package.metadata.app_version.clone().unwrap_or_default();
+        if tested.app_version != app_version {
+            return Err(ReleaseError::NotTested { what: "appVersion", tested: tested.app_version, now: app_version });
+        }
+        if tested.digest != package.digest {
+            return Err(ReleaseError::NotTested {
+                what: "package digest",
+                tested: tested.digest,
+                now: package.digest.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Downloads index.yaml from where the repository is served and finds our digest there;
+    /// pages services publish with a delay, so it asks again until `serve_timeout` is over.
+    async fn check_served(
+        &self,
+        base: &str,
+        package: &package::Package,
+        ctx: &StageContext,
+    ) -> Result<(), crate::runner::StageError> {
+        let url = format!("{}/index.yaml", base.trim_end_matches('/'));
+        let cmd = crate::process::Cmd::new("curl")
+            .args(["-fsSL", "--max-time", "30", &url])
+            .install_hint("install curl, or leave chart.base_url out to skip the check");
+        let digest = package.digest.as_str();
+        let deadline = std::time::Instant::now() + self.serve_timeout;
+        loop {
+            let served = match self.process.output(&cmd, &|l| ctx.line(l)).await {
+                Ok(out) => out.stdout,
+                Err(crate::process::ProcessError::NotFound { program, hint }) => {
+                    return Err(Box::new(crate::process::ProcessError::NotFound { program, hint }));
+                }
+                Err(error) => format!("(not served: {error})"),
+            };
+            if served.contains(digest) {
+                ctx.detail("served", &url);
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                let found = if served.starts_with("(not served") {
+                    served
+                } else if served.contains(&package.metadata.version) {
+                    "the version with another digest".into()
+                } else {
+                    "no such version".into()
+                };
+                return Err(Box::new(ReleaseError::NotServed {
+                    url,
+                    name: package.metadata.name.clone(),
+                    version: package.metadata.version.clone(),
+                    digest: digest.into(),
+                    found,
+                }));
+            }
+            ctx.line(&format!("{url} does not list it yet; asking again in 5s"));
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    }
+}

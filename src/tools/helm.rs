@@ -1,0 +1,72 @@
+//! Helm, through its CLI.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::process::{Cmd, LineSink, ProcessError, Runner};
+
+pub const INSTALL: &str = "install Helm 3 (https://helm.sh/docs/intro/install/) or set tools.helm";
+
+#[derive(Clone, Debug)]
+pub struct Helm {
+    pub bin: PathBuf,
+    pub runner: Runner,
+}
+
+/// Which cluster a command talks to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub kubeconfig: PathBuf,
+    pub context: Option<String>,
+}
+
+impl Target {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--kubeconfig".to_string(), self.kubeconfig.display().to_string()];
+        if let Some(context) = &self.context {
+            args.extend(["--kube-context".to_string(), context.clone()]);
+        }
+        args
+    }
+}
+
+/// A release to install or upgrade.
+#[derive(Clone, Debug)]
+pub struct Install {
+    pub release: String,
+    pub chart: PathBuf,
+    pub sets: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl Helm {
+    fn cmd(&self) -> Cmd {
+        Cmd::new(self.bin.display().to_string()).install_hint(INSTALL)
+    }
+
+    /// `helm upgrade --install` and wait until the release's resources are ready.
+    pub async fn upgrade_install(
+        &self,
+        install: &Install,
+        target: &Target,
+        echo: LineSink<'_>,
+        lines: LineSink<'_>,
+    ) -> Result<(), ProcessError> {
+        let mut cmd = self
+            .cmd()
+            .args(["upgrade", "--install", &install.release])
+            .arg(install.chart.display().to_string())
+            .args(["--wait", "--timeout", &format!("{}s", install.timeout.as_secs())])
+            .args(target.args());
+        for (key, value) in &install.sets {
+            // --set-string: an image tag of digits must stay a string.
+            cmd = cmd.arg("--set-string").arg(format!("{key}={value}"));
+        }
+        self.runner.stream(&cmd.timeout(install.timeout + Duration::from_secs(60)), echo, lines).await
+    }
+
+    pub async fn status(&self, release: &str, target: &Target, echo: LineSink<'_>) -> Result<String, ProcessError> {
+        let cmd = self.cmd().args(["status", release]).args(target.args()).timeout(Duration::from_secs(60));
+        Ok(self.runner.output(&cmd, echo).await?.stdout)
+    }
+}

@@ -1,0 +1,76 @@
+//! kind (Kubernetes in Docker), through its CLI.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::process::{Cmd, LineSink, ProcessError, Runner};
+
+pub const INSTALL: &str =
+    "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) or set tools.kind";
+
+#[derive(Clone, Debug)]
+pub struct Kind {
+    pub bin: PathBuf,
+    pub runner: Runner,
+}
+
+impl Kind {
+    fn cmd(&self) -> Cmd {
+        Cmd::new(self.bin.display().to_string()).install_hint(INSTALL)
+    }
+
+    /// `v0.27.0` from `kind v0.27.0 go1.23.6 linux/amd64`.
+    pub async fn version(&self, echo: LineSink<'_>) -> Result<String, ProcessError> {
+        let out = self.runner.output(&self.cmd().arg("version").timeout(Duration::from_secs(30)), echo).await?;
+        Ok(out.stdout.split_whitespace().find(|w| w.starts_with('v')).unwrap_or("unknown").to_string())
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        image: &str,
+        config: Option<&Path>,
+        kubeconfig: &Path,
+        echo: LineSink<'_>,
+        lines: LineSink<'_>,
+    ) -> Result<(), ProcessError> {
+        let mut cmd = self
+            .cmd()
+            .args(["create", "cluster", "--name", name, "--image", image, "--wait", "120s", "--kubeconfig"])
+            .arg(kubeconfig.display().to_string());
+        if let Some(config) = config {
+            cmd = cmd.arg("--config").arg(config.display().to_string());
+        }
+        self.runner.stream(&cmd.timeout(Duration::from_secs(600)), echo, lines).await
+    }
+
+    pub async fn load_image(
+        &self,
+        name: &str,
+        image: &str,
+        echo: LineSink<'_>,
+        lines: LineSink<'_>,
+    ) -> Result<(), ProcessError> {
+        let cmd = self.cmd().args(["load", "docker-image", image, "--name", name]).timeout(Duration::from_secs(600));
+        self.runner.stream(&cmd, echo, lines).await
+    }
+
+    pub async fn export_logs(&self, name: &str, dir: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
+        let cmd = self
+            .cmd()
+            .args(["export", "logs"])
+            .arg(dir.display().to_string())
+            .args(["--name", name])
+            .timeout(Duration::from_secs(300));
+        self.runner.output(&cmd, echo).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, name: &str, kubeconfig: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
+        let cmd = self
+            .cmd()
+            .args(["delete", "cluster", "--name", name, "--kubeconfig"])
+            .arg(kubeconfig.display().to_string())
+            .timeout(Duration::from_secs(300));
+        self.runner.output(&cmd, echo).await.map(|_| ())
+    }
+}

@@ -1,0 +1,46 @@
+//! kubectl, for waiting on nodes and for the diagnostics of a failed run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::helm::Target;
+use crate::process::{Cmd, LineSink, ProcessError, Runner};
+
+pub const INSTALL: &str = "install kubectl (https://kubernetes.io/docs/tasks/tools/) or set tools.kubectl";
+
+#[derive(Clone, Debug)]
+pub struct Kubectl {
+    pub bin: PathBuf,
+    pub runner: Runner,
+}
+
+impl Kubectl {
+    fn cmd(&self, target: &Target) -> Cmd {
+        let mut cmd = Cmd::new(self.bin.display().to_string())
+            .install_hint(INSTALL)
+            .arg("--kubeconfig")
+            .arg(target.kubeconfig.display().to_string());
+        if let Some(context) = &target.context {
+            cmd = cmd.arg("--context").arg(context);
+        }
+        cmd
+    }
+
+    pub async fn wait_nodes_ready(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
+        let cmd = self
+            .cmd(target)
+            .args(["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s"])
+            .timeout(Duration::from_secs(200));
+        self.runner.output(&cmd, echo).await.map(|_| ())
+    }
+
+    /// Runs `kubectl ARGS` and returns what it printed, errors included: diagnostics take
+    /// whatever they can get.
+    pub async fn capture(&self, target: &Target, args: &[&str], echo: LineSink<'_>) -> String {
+        let cmd = self.cmd(target).args(args.iter().copied()).timeout(Duration::from_secs(120));
+        match self.runner.output(&cmd, echo).await {
+            Ok(out) => out.stdout,
+            Err(error) => format!("(kubectl {} failed: {error})\n", args.join(" ")),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `stagecoach chart …` through the real binary: what it prints, writes, and refuses.
+
+use crate::support::stagecoach;
+
+#[test]
+fn chart_set_prints_the_diff_and_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = "image:\n  repository: op # the operator\n  tag: latest # set by CI\n";
+    std::fs::write(dir.path().join("values.yaml"), values).unwrap();
+
+    let dry = stagecoach(dir.path(), &["--dry-run", "chart", "set", "values.yaml", "image.tag=64ed033"], &[]);
+    dry.success();
+    assert!(dry.stdout.contains("-  tag: latest # set by CI\n+  tag: 64ed033 # set by CI\n"), "{}", dry.stdout);
+    assert!(dry.stdout.ends_with("dry run: nothing written\n"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("values.yaml")).unwrap(), values);
+
+    stagecoach(dir.path(), &["chart", "set", "values.yaml", "image.tag=64ed033"], &[]).success();
+    assert_eq!(std::fs::read_to_string(dir.path().join("values.yaml")).unwrap(), values.replace("latest", "64ed033"));
+
+    let again = stagecoach(dir.path(), &["chart", "set", "values.yaml", "image.tag=64ed033"], &[]);
+    again.success();
+    assert_eq!(again.stdout, "values.yaml: already set, nothing changed\n");
+}
+
+#[test]
+fn chart_commands_refuse_bad_input_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("values.yaml"), "image:\n  tag: x\n").unwrap();
+    std::fs::create_dir(dir.path().join("chart")).unwrap();
+    std::fs::write(dir.path().join("chart/Chart.yaml"), "apiVersion: v2\nname: op\nversion: latest\n").unwrap();
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["chart", "set", "values.yaml", "image.tg=1"],
+            1,
+            "error: values.yaml: `image.tg` not found; did you mean `image.tag`?",
+        ),
+        (&["chart", "set", "values.yaml", "image"], 2, "\"image\" is not KEY=VALUE"),
+        (&["chart", "set", "nope.yaml", "a=1"], 2, "reading nope.yaml"),
+        (&["chart", "package", "chart"], 1, "chart/Chart.yaml: version: \"latest\" is not a SemVer version"),
+        (&["chart", "package", "."], 1, "not a chart directory (no Chart.yaml)"),
+        (&["chart", "index", "--repo", "."], 1, "no .tgz packages to index"),
+    ];
+    for (args, code, want) in cases {
+        let run = stagecoach(dir.path(), args, &[]);
+        assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("values.yaml")).unwrap(), "image:\n  tag: x\n");
+}
+
+#[test]
+fn a_published_version_with_other_bytes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart");
+    std::fs::create_dir(&chart).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: op\nversion: 1.0.0\n").unwrap();
+    std::fs::write(chart.join("values.yaml"), "a: 1\n").unwrap();
+    let repo = dir.path().join("repo");
+    let (chart_arg, repo_arg) = (chart.to_str().unwrap(), repo.to_str().unwrap());
+    stagecoach(dir.path(), &["chart", "package", chart_arg, "--out", repo_arg], &[]).success();
+    stagecoach(dir.path(), &["chart", "index", "--repo", repo_arg], &[]).success();
+    let published = std::fs::read_to_string(repo.join("index.yaml")).unwrap();
+
+    // Same version, different content.
+    std::fs::write(chart.join("values.yaml"), "a: 2\n").unwrap();
+    stagecoach(dir.path(), &["chart", "package", chart_arg, "--out", repo_arg], &[]).success();
+    let run = stagecoach(dir.path(), &["chart", "index", "--repo", repo_arg], &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("op 1.0.0 is already published with digest"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(repo.join("index.yaml")).unwrap(), published);
+}

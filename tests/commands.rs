@@ -1,0 +1,167 @@
+//! The command surface: help, version, plan, exit codes.
+
+use crate::support::{Repo, VALID_PIPELINE, stagecoach};
+
+const SUBCOMMANDS: &[&[&str]] = &[
+    &["build-and-deploy"],
+    &["integration-test"],
+    &["release"],
+    &["promote"],
+    &["chart"],
+    &["chart", "set"],
+    &["chart", "package"],
+    &["chart", "index"],
+    &["plan"],
+    &["demo"],
+    &["init"],
+    &["version"],
+];
+
+#[test]
+fn every_help_says_what_it_changes_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    for words in SUBCOMMANDS {
+        let mut args = words.to_vec();
+        args.push("--help");
+        let run = stagecoach(dir.path(), &args, &[]);
+        run.success();
+        for needle in ["Changes:", "Reads:", "--dry-run", "--config"] {
+            assert!(run.stdout.contains(needle), "`stagecoach {}` lacks {needle:?}:\n{}", words.join(" "), run.stdout);
+        }
+    }
+    let top = stagecoach(dir.path(), &["--help"], &[]);
+    for needle in ["Exit codes:", "130", "STAGECOACH_CONFIG", "GITHUB_ACTIONS"] {
+        assert!(top.stdout.contains(needle), "top-level help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = stagecoach(dir.path(), &["version"], &[]);
+    run.success();
+    assert_eq!(run.stdout, format!("stagecoach {} (pipeline format 1)\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in
+        [&["no-such-command"][..], &["plan", "--no-such-flag"], &["plan", "deploy"], &["-q", "-v", "version"], &[]]
+    {
+        let run = stagecoach(dir.path(), args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn init_makes_the_qa_and_release_repositories_and_never_overwrites() {
+    let repo = Repo::new(VALID_PIPELINE);
+    let chart = repo.path().join("chart-template");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: op\nversion: 0.1.0\n").unwrap();
+    std::fs::write(chart.join(".travis.yml"), "script: stagecoach integration-test\n").unwrap();
+    std::fs::write(chart.join("templates/a.yaml"), "kind: ConfigMap\n").unwrap();
+
+    let qa = stagecoach(repo.path(), &["init", "qa", "qa"], &[]);
+    qa.success();
+    assert!(qa.stdout.starts_with("created the QA repository in qa (commit "), "{}", qa.stdout);
+    let files = crate::support::git(&repo.path().join("qa"), &["ls-tree", "-r", "--name-only", "main"]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        [".travis.yml", "Chart.yaml", "pipelines/stagecoach.yaml", "templates/a.yaml"]
+    );
+
+    stagecoach(repo.path(), &["init", "release", "charts"], &[]).success();
+    let index = std::fs::read_to_string(repo.path().join("charts/index.yaml")).unwrap();
+    assert!(index.starts_with("apiVersion: v1\nentries: {}\ngenerated: \""), "{index}");
+    assert!(repo.path().join("charts/.github/workflows/pages.yml").is_file());
+
+    let again = stagecoach(repo.path(), &["init", "qa", "qa"], &[]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("qa exists and is not empty"), "{}", again.stderr);
+    let no_chart = stagecoach(repo.path(), &["init", "qa", "qa2", "--from", "nowhere"], &[]);
+    assert_eq!(no_chart.code, 2);
+    assert!(no_chart.stderr.contains("nowhere is not a chart to seed the QA repository from"), "{}", no_chart.stderr);
+}
+
+#[test]
+fn plan_prints_every_flow_in_order_with_concrete_actions() {
+    let repo = Repo::new(VALID_PIPELINE);
+    let head = repo.head();
+    let short = &head[..7];
+    let run = stagecoach(repo.path(), &["plan"], &[("GITHUB_TOKEN", "canary-s3cr3t-42")]);
+    run.success();
+    let out = &run.stdout;
+    let order = [
+        "build-and-deploy",
+        "1.  build",
+        "2.  unit-tests",
+        "3.  image-build",
+        "4.  image-push",
+        "5.  qa-promote",
+        "integration-test",
+        "cluster-up (parallel)",
+        "dev-checkout (parallel)",
+        "image-prepare (parallel)",
+        "helm-install",
+        "always, also on failure or Ctrl-C:",
+        "cluster-teardown",
+        "release",
+        "1.  package",
+        "2.  publish",
+    ];
+    let mut at = 0;
+    for step in order {
+        let found = out[at..].find(step).unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{out}"));
+        at += found + step.len();
+    }
+    for action in [
+        format!("commit {head} (branch main, local git), image tag {short}"),
+        "sh -c 'cargo build' (timeout 30m)".to_string(),
+        "sh -c 'cargo test' (timeout 20m)".to_string(),
+        format!("127.0.0.1:5000/bitcoin-operator:{short} and 127.0.0.1:5000/bitcoin-operator:latest"),
+        "credentials `registry`: user bot, password $DOCKER_PASSWORD".to_string(),
+        "clone https://git.example/qa.git (branch main, credentials `git`: token $GITHUB_TOKEN)".to_string(),
+        format!("set values.yaml image.tag = {short}"),
+        format!("set Chart.yaml appVersion = {head}"),
+        "kind create cluster --name stagecoach --image kindest/node:v1.33.1 --wait".to_string(),
+        "kind delete cluster --name stagecoach".to_string(),
+    ] {
+        assert!(out.contains(&action), "missing {action:?} in:\n{out}");
+    }
+    assert!(!out.contains("canary-s3cr3t-42") && !run.stderr.contains("canary-s3cr3t-42"));
+
+    let only = stagecoach(repo.path(), &["plan", "release"], &[]);
+    only.success();
+    assert!(only.stdout.starts_with("release\n") && !only.stdout.contains("build-and-deploy"), "{}", only.stdout);
+}
+
+#[test]
+fn plan_reads_the_config_flag_and_variable() {
+    let repo = Repo::new(VALID_PIPELINE);
+    let other = VALID_PIPELINE.replace("https://git.example/qa.git", "${QA_URL:-https://default.example/qa.git}");
+    std::fs::write(repo.path().join("other.yaml"), other).unwrap();
+
+    let run = stagecoach(repo.path(), &["--config", "other.yaml", "plan", "build-and-deploy"], &[]);
+    run.success();
+    assert!(run.stdout.contains("clone https://default.example/qa.git"), "{}", run.stdout);
+
+    let run = stagecoach(
+        repo.path(),
+        &["plan", "build-and-deploy"],
+        &[("STAGECOACH_CONFIG", "other.yaml"), ("QA_URL", "file:///srv/qa.git")],
+    );
+    run.success();
+    assert!(run.stdout.contains("clone file:///srv/qa.git"), "{}", run.stdout);
+}
+
+#[test]
+fn relative_repository_paths_are_relative_to_the_repository_root() {
+    let repo = Repo::new(&VALID_PIPELINE.replace("https://git.example/qa.git", "demo/qa.git"));
+    std::fs::create_dir(repo.path().join("sub")).unwrap();
+    let run = stagecoach(&repo.path().join("sub"), &["plan", "build-and-deploy"], &[]);
+    run.success();
+    let want = format!("clone {}", repo.path().join("demo/qa.git").display());
+    assert!(run.stdout.contains(&want), "want {want:?} in:\n{}", run.stdout);
+}

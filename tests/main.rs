@@ -1,0 +1,16 @@
+//! CLI tests: they run the built `stagecoach` binary in temporary directories, with real git.
+
+mod build_detection;
+mod chart_commands;
+mod commands;
+mod config_errors;
+mod flow;
+mod git_server;
+mod helm_library;
+mod image;
+mod promote;
+mod qa;
+mod registry;
+mod release;
+mod ssh;
+mod support;

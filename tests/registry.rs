@@ -1,0 +1,94 @@
+//! A real image registry on 127.0.0.1 (Debian's docker-registry), with or without htpasswd
+//! auth, and a check that a Docker engine answers.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::missing_component;
+
+pub struct Registry {
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// Whether a Docker engine answers; a failure in CI, a loud skip elsewhere.
+pub fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        missing_component("a Docker engine", "start dockerd (.ci/run does)");
+    }
+    ok
+}
+
+impl Registry {
+    /// Starts a registry; with `user`, only that user with `password` may push.
+    pub fn start(user: Option<(&str, &str)>) -> Option<Self> {
+        let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(binary) = binary else {
+            missing_component("an image registry (docker-registry)", "apt-get install docker-registry");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut auth = String::new();
+        if let Some((user, password)) = user {
+            // The registry only takes bcrypt hashes.
+            let out =
+                Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+            assert!(out.status.success());
+            std::fs::write(d.join("htpasswd"), out.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}/htpasswd\n", d.display());
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let config = d.join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                    d.display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(&binary)
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Self { host: format!("127.0.0.1:{port}"), _dir: dir, child });
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
