@@ -1,20 +1,62 @@
-//! The operator's entry point. The controller itself is still to be written; until then the
-//! binary only answers `--version`, and says so instead of pretending to run.
+//! The operator's entry point: command line, logging, then the controller until SIGTERM.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use bitcoin_operator::controller::{self, Settings};
+use bitcoin_operator::resources::{PodDefaults, RPC_PORT};
+use bitcoin_operator::rpc::RpcClient;
+use clap::Parser;
+
+/// Runs bitcoind regtest networks for BitcoinNetwork resources in all namespaces: a StatefulSet
+/// and a headless Service per network, a status with every node, and a full mesh of addnode
+/// entries over JSON-RPC.
+///
+/// Reads: the in-cluster service account, or KUBECONFIG / ~/.kube/config outside a cluster.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// bitcoind image for networks that do not name one (spec.image).
+    #[arg(long, default_value_t = Settings::default().pods.image)]
+    bitcoind_image: String,
+    /// Pull policy of the bitcoind containers.
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["Always", "IfNotPresent", "Never"])]
+    bitcoind_pull_policy: String,
+    /// Seconds between reconciles of an unchanged network (heals missed events).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
+    /// Seconds a JSON-RPC call to a bitcoind may take.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    rpc_timeout_seconds: u64,
+    /// Networks reconciled at once (0: no limit).
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("bitcoin-operator {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "bitcoin-operator {}: the controller is not implemented yet; only --version works",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
+    let args = Args::parse();
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_target(false).init();
+    let settings = Settings {
+        pods: PodDefaults { image: args.bitcoind_image, pull_policy: args.bitcoind_pull_policy },
+        resync: Duration::from_secs(args.resync_seconds),
+        concurrency: args.concurrency,
+        ..Settings::default()
+    };
+    let rpc_timeout = Duration::from_secs(args.rpc_timeout_seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| format!("no Kubernetes API to talk to: {e}"))?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "bitcoin-operator starting");
+        controller::run(client, settings, RpcClient::new(RPC_PORT, rpc_timeout)).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,10 @@
+//! The operator's tests: the reconciler against an in-memory API server, the mesh against
+//! JSON-RPC servers on 127.0.0.x, the secret handling, the generated CRD, and (ignored unless a
+//! kind cluster is at hand) the whole operator in a cluster.
+
+mod crd;
+mod kind;
+mod mesh;
+mod reconcile;
+mod secret;
+mod support;

@@ -1,0 +1,68 @@
+//! Objects as the API server would hold them, and a reconcile context around a fake API.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin_operator::controller::{Context, Settings};
+use bitcoin_operator::crd::BitcoinNetwork;
+use bitcoin_operator::rpc::RpcClient;
+use serde_json::{Value, json};
+
+use super::fake_api::FakeApi;
+
+pub const NETWORKS: &str = "/apis/bitcoin.stagecoach.dev/v1/namespaces/default/bitcoinnetworks";
+pub const STATEFULSETS: &str = "/apis/apps/v1/namespaces/default/statefulsets";
+pub const SERVICES: &str = "/api/v1/namespaces/default/services";
+pub const PODS: &str = "/api/v1/namespaces/default/pods";
+pub const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+pub fn network(name: &str, nodes: i32, secret: Option<&str>) -> Value {
+    let mut spec = json!({"nodes": nodes});
+    if let Some(secret) = secret {
+        spec["secret"] = json!(secret);
+    }
+    json!({"apiVersion": "bitcoin.stagecoach.dev/v1", "kind": "BitcoinNetwork",
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+/// A pod of the network's StatefulSet as the StatefulSet controller and kubelet would leave it.
+pub fn pod(network: &str, ordinal: i32, ready: bool, ip: Option<&str>) -> Value {
+    let mut status = json!({"phase": "Running",
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
+    if let Some(ip) = ip {
+        status["podIP"] = json!(ip);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{network}-{ordinal}"), "namespace": "default",
+            "labels": {"app.kubernetes.io/name": "bitcoind", "bitcoin.stagecoach.dev/network": network}},
+        "spec": {"nodeName": "kind-worker", "containers": [{"name": "bitcoind"}]},
+        "status": status})
+}
+
+pub fn secret(name: &str, user: &str, password: &str) -> Value {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
+        "data": {"BITCOIN_RPC_USER": b64(user), "BITCOIN_RPC_PASSWORD": b64(password)}})
+}
+
+/// A reconcile context whose JSON-RPC calls go to `rpc_port` with a short deadline.
+pub fn context(api: &FakeApi, rpc_port: u16) -> Arc<Context> {
+    let settings = Settings { backoff: Duration::from_secs(2), ..Settings::default() };
+    Arc::new(Context::new(api.client(), RpcClient::new(rpc_port, Duration::from_millis(500)), settings))
+}
+
+/// The network as the reconciler would get it from the watch: the fake server's current copy.
+pub fn current(api: &FakeApi, name: &str) -> Arc<BitcoinNetwork> {
+    Arc::new(serde_json::from_value(api.get(NETWORKS, name).expect("the network exists")).unwrap())
+}
+
+/// The reasons of the events recorded so far, oldest first.
+pub fn event_reasons(api: &FakeApi) -> Vec<String> {
+    let mut events = api.list(EVENTS);
+    events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+    events.iter().map(|e| e["reason"].as_str().unwrap_or_default().to_owned()).collect()
+}

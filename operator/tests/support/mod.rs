@@ -1,0 +1,3 @@
+pub mod bitcoind;
+pub mod fake_api;
+pub mod fixtures;
