@@ -21,7 +21,7 @@ const ROUNDS: usize = 6;
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("target/x86_64-unknown-linux-gnu/release/operator");
+    let binary = root.join("target/x86_64-unknown-linux-gnu/image/operator");
     if !binary.is_file() || !registry::docker_available() {
         eprintln!("needs the static operator binary and a Docker engine: nothing measured");
         return;

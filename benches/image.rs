@@ -21,7 +21,7 @@ use stagecoach::tools::docker::DockerEngine;
 const ROUNDS: usize = 8;
 
 fn main() {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/x86_64-unknown-linux-gnu/release/operator");
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/x86_64-unknown-linux-gnu/image/operator");
     if !binary.is_file() || !registry::docker_available() {
         eprintln!("needs the static operator binary (see operator/Dockerfile) and a Docker engine: nothing measured");
         return;

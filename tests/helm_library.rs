@@ -110,14 +110,31 @@ fn chart_template_passes_helm_lint_and_our_package_matches_helms() {
 }
 
 #[test]
-fn helm_lint_fails_on_a_broken_chart() {
+fn helm_lint_refuses_broken_templates_and_values_outside_the_schema() {
     // The check above is only worth something if this library does refuse bad charts.
     let Some(helm) = Helm::find() else { return };
-    let work = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(WORKSPACE).join("chart-template"), work.path());
-    std::fs::write(work.path().join("templates/broken.yaml"), "{{ .Values.nope.deeper }\n").unwrap();
-    let (ok, _, _) = helm.run(&["lint", work.path().to_str().unwrap()]);
-    assert!(!ok, "Helm's lint accepted a broken template");
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("a broken template", "templates/broken.yaml", "", "{{ .Values.nope.deeper }\n"),
+        ("an unknown pull policy", "values.yaml", "pullPolicy: IfNotPresent", "pullPolicy: Sometimes"),
+        (
+            "a secret name that is no Kubernetes name",
+            "values.yaml",
+            "readableSecrets: []",
+            "readableSecrets: [Bad_Name]",
+        ),
+        ("an unknown key", "values.yaml", "serviceAccount:", "replicaCount: 2\nserviceAccount:"),
+        ("a resync of zero", "values.yaml", "resyncSeconds: 60", "resyncSeconds: 0"),
+    ];
+    for (name, file, from, to) in cases {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(&Path::new(WORKSPACE).join("chart-template"), work.path());
+        let path = work.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(text.contains(from), "{name}: {file} no longer has {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (ok, stdout, _) = helm.run(&["lint", work.path().to_str().unwrap()]);
+        assert!(!ok, "{name}: Helm's lint accepted it:\n{stdout}");
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -9,7 +9,7 @@ use crate::registry::{Registry, docker_available};
 use crate::support::{Run, git, stagecoach};
 
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
-const OPERATOR: &str = "target/x86_64-unknown-linux-gnu/release/operator";
+const OPERATOR: &str = "target/x86_64-unknown-linux-gnu/image/operator";
 const CANARY: &str = "canary-s3cr3t-42";
 
 /// The static operator binary of this workspace, built once if missing.
@@ -19,7 +19,8 @@ pub(crate) fn operator_binary() -> PathBuf {
         let status = Command::new(env!("CARGO"))
             .args([
                 "build",
-                "--release",
+                "--profile",
+                "image",
                 "--target",
                 "x86_64-unknown-linux-gnu",
                 "-p",

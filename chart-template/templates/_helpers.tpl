@@ -12,3 +12,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "bitcoin-operator.serviceAccountName" -}}
 {{- default (include "bitcoin-operator.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{/* The Secret names the operator may read: the chart's own and the listed ones. */}}
+{{- define "bitcoin-operator.readableSecrets" -}}
+{{- $names := .Values.readableSecrets | default list -}}
+{{- if .Values.rpcSecret.create -}}
+{{- $names = append $names .Values.rpcSecret.name -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}

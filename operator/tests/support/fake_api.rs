@@ -54,6 +54,47 @@ impl FakeApi {
         Client::new(service, "default")
     }
 
+    /// Serves the API over plain HTTP on `listener`, for a real operator process. A watch
+    /// (`?watch=true`) gets an answer whose body never ends, as an idle API server's does.
+    pub fn serve(&self, listener: tokio::net::TcpListener) {
+        use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let api = api.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let watch = parts
+                                .uri
+                                .query()
+                                .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+                            let body: BoxBody<Bytes, std::convert::Infallible> = if watch {
+                                api.state.lock().unwrap().calls.push(format!("WATCH {}", parts.uri.path()));
+                                StreamBody::new(futures::stream::pending()).boxed()
+                            } else {
+                                let (status, answer) = api.handle(&parts.method, &parts.uri, &body);
+                                return Ok::<_, std::convert::Infallible>(
+                                    Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(answer).boxed())
+                                        .unwrap(),
+                                );
+                            };
+                            Ok(Response::builder().header("content-type", "application/json").body(body).unwrap())
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+    }
+
     /// Adds or replaces an object (with its status) as if it had been created earlier.
     pub fn insert(&self, object: Value) {
         let mut state = self.state.lock().unwrap();
