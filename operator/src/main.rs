@@ -38,7 +38,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_max_level(args.log_level).with_target(false).init();
+    // Colours only for a person at a terminal, not in `kubectl logs`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_target(false).with_ansi(ansi).init();
     let settings = Settings {
         pods: PodDefaults { image: args.bitcoind_image, pull_policy: args.bitcoind_pull_policy },
         resync: Duration::from_secs(args.resync_seconds),

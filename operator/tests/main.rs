@@ -2,6 +2,7 @@
 //! JSON-RPC servers on 127.0.0.x, the secret handling, the generated CRD, and (ignored unless a
 //! kind cluster is at hand) the whole operator in a cluster.
 
+mod binary;
 mod crd;
 mod kind;
 mod mesh;

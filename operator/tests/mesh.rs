@@ -66,6 +66,15 @@ const CASES: &[Case] = &[
         failures: 0,
     },
     Case {
+        name: "a node's own IP in its list is taken out",
+        before: &[&["{0}", "{1}"], &["{0}"]],
+        behaviour: &[],
+        ready: &[0, 1],
+        calls: &[&["getaddednodeinfo", "addnode {0} remove"], &["getaddednodeinfo"]],
+        after: &[&["{1}"], &["{0}"]],
+        failures: 0,
+    },
+    Case {
         name: "\"already added\" and \"not added\" answers are not failures",
         before: &[&["{1}", "10.9.9.9"], &[]],
         behaviour: &[
