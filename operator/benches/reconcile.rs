@@ -155,14 +155,7 @@ async fn run_operator(api: &FakeApi, dir: &std::path::Path) -> std::process::Chi
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     api.serve(listener);
-    let kubeconfig = dir.join(format!("kubeconfig-{port}"));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = fixtures::kubeconfig(dir, port);
     std::process::Command::new(env!("CARGO_BIN_EXE_operator"))
         .args(["--log-level", "warn"])
         .env("KUBECONFIG", &kubeconfig)

@@ -7,18 +7,6 @@ use std::time::{Duration, Instant};
 use crate::support::fake_api::FakeApi;
 use crate::support::fixtures::*;
 
-fn kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn operator(kubeconfig: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_operator"))
         .args(["--log-level", "info", "--bitcoind-image", "example/bitcoind:1"])

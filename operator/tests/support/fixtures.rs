@@ -66,3 +66,15 @@ pub fn event_reasons(api: &FakeApi) -> Vec<String> {
     events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
     events.iter().map(|e| e["reason"].as_str().unwrap_or_default().to_owned()).collect()
 }
+
+/// A kubeconfig for a plain-HTTP API server on 127.0.0.1:`port`, written into `dir`.
+pub fn kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join(format!("kubeconfig-{port}"));
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+         current-context: fake\n"
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
