@@ -165,3 +165,13 @@ fn relative_repository_paths_are_relative_to_the_repository_root() {
     let want = format!("clone {}", repo.path().join("demo/qa.git").display());
     assert!(run.stdout.contains(&want), "want {want:?} in:\n{}", run.stdout);
 }
+
+#[test]
+fn this_repositorys_own_pipeline_file_is_valid() {
+    // The file CI and the demo use: a YAML slip in it (an unquoted `kind::`) once broke the demo.
+    let pipeline = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/stagecoach.yaml")).unwrap();
+    let repo = Repo::new(&pipeline);
+    let run = stagecoach(repo.path(), &["plan"], &[]);
+    run.success();
+    assert!(run.stdout.contains("--test operator -- --ignored kind::"), "{}", run.stdout);
+}
