@@ -151,13 +151,13 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<(), Error> {
 }
 
 async fn ensure_service(network: &BitcoinNetwork, api: &Api<Service>) -> Result<(), Error> {
-    let wanted = resources::service(network);
     match api.get_opt(&network.name_any()).await.map_err(Error::kube("read the Service"))? {
         Some(found) if !resources::controlled_by(&found, network) => {
             Err(Error::NotOwned { kind: "Service", name: found.name_any() })
         }
         Some(_) => Ok(()),
         None => {
+            let wanted = resources::service(network);
             api.create(&PostParams::default(), &wanted).await.map_err(Error::kube("create the Service"))?;
             info!(network = %network.name_any(), "created Service");
             Ok(())

@@ -199,14 +199,14 @@ fn pod_template(network: &BitcoinNetwork, defaults: &PodDefaults) -> PodTemplate
 /// What differs between the StatefulSet found and the one wanted, in the parts the operator owns
 /// (the API server fills in defaults elsewhere, so whole objects never compare equal).
 pub fn drift(found: &StatefulSet, wanted: &StatefulSet) -> Vec<&'static str> {
-    let spec = |s: &StatefulSet| s.spec.clone().unwrap_or_default();
-    let (found, wanted) = (spec(found), spec(wanted));
-    let container = |s: &StatefulSetSpec| {
-        s.template.spec.as_ref().and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER).cloned())
+    let replicas = |s: &StatefulSet| s.spec.as_ref().and_then(|s| s.replicas);
+    let container = |s: &StatefulSet| {
+        let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        pod.and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER).cloned()).unwrap_or_default()
     };
-    let (fc, wc) = (container(&found).unwrap_or_default(), container(&wanted).unwrap_or_default());
+    let (fc, wc) = (container(found), container(wanted));
     let mut fields = Vec::new();
-    if found.replicas != wanted.replicas {
+    if replicas(found) != replicas(wanted) {
         fields.push("replicas");
     }
     if fc.image != wc.image {
