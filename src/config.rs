@@ -73,6 +73,9 @@ pub struct Config {
     pub image: Image,
     pub chart: Chart,
     pub cluster: Cluster,
+    /// `cluster.pulled_images`: images the chart may deploy besides the one this pipeline builds,
+    /// pulled by the cluster itself (a reference without a tag allows every tag).
+    pub pulled_images: Vec<String>,
     pub commands: Commands,
     pub tools: Tools,
     pub credentials: BTreeMap<String, Credential>,
@@ -109,8 +112,11 @@ pub struct Chart {
     /// Chart directory inside the QA repository.
     pub path: PathBuf,
     pub name: String,
-    /// Dotted key in values.yaml that holds the image tag.
+    /// Dotted keys in values.yaml that hold the image's repository, tag and manifest digest:
+    /// together they name exactly the image that runs.
+    pub image_repository_key: String,
     pub image_tag_key: String,
+    pub image_digest_key: String,
     /// Name the chart is published under in the RELEASE repository.
     pub release_name: String,
     /// CI files and directories left out of the released package.
@@ -455,7 +461,9 @@ struct RawImage {
 struct RawChart {
     path: Option<Text>,
     name: Text,
+    image_repository_key: Option<Text>,
     image_tag_key: Option<Text>,
+    image_digest_key: Option<Text>,
     release_name: Option<Text>,
     drop: Option<Vec<Text>>,
     base_url: Option<Text>,
@@ -471,6 +479,7 @@ struct RawCluster {
     config: Option<Text>,
     kubeconfig: Option<Text>,
     context: Option<Text>,
+    pulled_images: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -590,6 +599,14 @@ impl Checker<'_> {
         };
         let chart = self.chart(&raw.chart);
         let cluster = self.cluster(&raw.cluster);
+        let pulled_images = raw
+            .cluster
+            .value
+            .pulled_images
+            .iter()
+            .flatten()
+            .map(|image| self.checked(image, "cluster.pulled_images", validate_image_reference))
+            .collect();
         let commands = Commands {
             build: self.command(&raw.commands.build, "commands.build"),
             unit_tests: self.command(&raw.commands.unit_tests, "commands.unit_tests"),
@@ -633,6 +650,7 @@ impl Checker<'_> {
             image,
             chart,
             cluster,
+            pulled_images,
             commands,
             tools,
             credentials,
@@ -677,10 +695,13 @@ impl Checker<'_> {
             Some(value) => self.checked(value, "chart.release_name", validate_chart_name),
             None => name.clone(),
         };
-        let image_tag_key = match &raw.image_tag_key {
-            Some(value) => self.checked(value, "chart.image_tag_key", validate_dotted_key),
-            None => "image.tag".to_string(),
+        let mut key = |value: &Option<Text>, field: &str, default: &str| match value {
+            Some(value) => self.checked(value, field, validate_dotted_key),
+            None => default.to_string(),
         };
+        let image_repository_key = key(&raw.image_repository_key, "chart.image_repository_key", "image.repository");
+        let image_tag_key = key(&raw.image_tag_key, "chart.image_tag_key", "image.tag");
+        let image_digest_key = key(&raw.image_digest_key, "chart.image_digest_key", "image.digest");
         let drop = match &raw.drop {
             Some(list) => list.iter().map(|item| self.text(item, "chart.drop")).collect(),
             None => DEFAULT_DROP.iter().map(ToString::to_string).collect(),
@@ -698,7 +719,9 @@ impl Checker<'_> {
             base_url,
             path: self.opt_text(&raw.path, "chart.path").unwrap_or(".".into()).into(),
             name,
+            image_repository_key,
             image_tag_key,
+            image_digest_key,
             release_name,
             drop,
         }
@@ -924,7 +947,11 @@ fn validate_image_repository(repository: &str) -> Result<(), String> {
 
 /// `[host[:port]/]path[:tag]` with lowercase path components.
 fn validate_image_reference(reference: &str) -> Result<(), String> {
-    let (name, _tag) = match reference.rsplit_once(':') {
+    let (name, digest) = reference.split_once('@').unwrap_or((reference, ""));
+    if !digest.is_empty() && !is_sha256_digest(digest) {
+        return Err(format!("{reference:?}: the digest after `@` must be sha256: and 64 hex digits"));
+    }
+    let (name, _tag) = match name.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
         _ => (reference, None),
     };
@@ -942,6 +969,12 @@ fn validate_image_reference(reference: &str) -> Result<(), String> {
     } else {
         Err(format!("{reference:?} is not a valid image name: use lowercase letters, digits, `.`, `_`, `-` and `/`"))
     }
+}
+
+/// `sha256:` and 64 lowercase hex digits: an image manifest digest.
+pub fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 #[cfg(test)]

@@ -265,6 +265,8 @@ pub enum SetupError {
     Tool(#[from] crate::tools::cli_tool::MissingTool),
     #[error("{0}")]
     Chart(String),
+    #[error("{0}; nothing was built or pushed")]
+    Version(#[from] crate::version::VersionError),
 }
 
 /// How this run goes.
@@ -284,8 +286,11 @@ pub async fn build_and_deploy(
     settings: &RunSettings<'_>,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
-    // Credentials and the engine are checked before anything runs: a missing token should not
-    // cost a build first.
+    // The tag, credentials and the engine are checked before anything runs: a tag that cannot
+    // be a chart version, or a missing token, should not cost a build, a push or `:latest`.
+    if let Some(tag) = &build.tag {
+        crate::version::release_version(tag)?;
+    }
     let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
     let qa = &config.repositories.qa;
     let qa_auth = credentials::repo_auth(config, qa, settings.env, secrets)?;
@@ -324,13 +329,23 @@ pub async fn build_and_deploy(
             git: Git2::new(secrets.clone()),
             remote: Remote { url: qa.url.clone(), branch: qa.branch.clone(), auth: qa_auth },
             chart_path: config.chart.path.clone(),
-            image_tag_key: config.chart.image_tag_key.clone(),
+            keys: image_keys(config),
+            repository: config.image.repository.clone(),
             build: build.clone(),
             run_id: settings.run_id.clone(),
             author: Author::default(),
             dry_run: settings.dry_run,
+            pushes: !settings.no_push,
             facts,
         }))
+}
+
+fn image_keys(config: &Config) -> crate::stages::ImageKeys {
+    crate::stages::ImageKeys {
+        repository: config.chart.image_repository_key.clone(),
+        tag: config.chart.image_tag_key.clone(),
+        digest: config.chart.image_digest_key.clone(),
+    }
 }
 
 /// What a QA run reads from the QA checkout's chart before anything runs.
@@ -339,9 +354,10 @@ pub struct QaChart {
     pub version: String,
     /// The DEV commit the chart was built from.
     pub app_version: String,
-    /// `<repository>:<tag>` as values.yaml names it.
-    pub image: String,
-    pub tag: String,
+    /// The image as values.yaml names it.
+    pub image: crate::stages::qa::QaImage,
+    /// Whether values.yaml has the digest key (an install by tag clears it).
+    pub has_digest_key: bool,
 }
 
 pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
@@ -359,11 +375,34 @@ pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
     }
     let values = dir.join("values.yaml");
     let text = std::fs::read_to_string(&values).map_err(|e| bad(format!("{}: {e}", values.display())))?;
-    let key = crate::chart::yaml::parse_path(&config.chart.image_tag_key).map_err(bad)?;
-    let tag = crate::chart::yaml::get(&text, &key)
-        .map_err(|e| bad(format!("{}: {e}", values.display())))?
-        .ok_or_else(|| bad(format!("{}: no `{}`", values.display(), config.chart.image_tag_key)))?;
-    Ok(QaChart { image: format!("{}:{tag}", config.image.repository), tag, version: meta.version, app_version, dir })
+    let value = |key: &str| -> Result<Option<String>, SetupError> {
+        let path = crate::chart::yaml::parse_path(key).map_err(bad)?;
+        crate::chart::yaml::get(&text, &path).map_err(|e| bad(format!("{}: {e}", values.display())))
+    };
+    let required = |key: &str| -> Result<String, SetupError> {
+        value(key)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(format!("{}: no `{key}`; `stagecoach build-and-deploy` writes it", values.display())))
+    };
+    let keys = &config.chart;
+    let digest = value(&keys.image_digest_key)?;
+    let has_digest_key = digest.is_some();
+    let digest = digest.filter(|d| !d.is_empty());
+    if let Some(digest) = &digest
+        && !crate::config::is_sha256_digest(digest)
+    {
+        return Err(bad(format!(
+            "{}: `{}` is {digest:?}, not a manifest digest (sha256: and 64 hex digits)",
+            values.display(),
+            keys.image_digest_key
+        )));
+    }
+    let image = crate::stages::qa::QaImage {
+        repository: required(&keys.image_repository_key)?,
+        tag: required(&keys.image_tag_key)?,
+        digest,
+    };
+    Ok(QaChart { version: meta.version, app_version, image, has_digest_key, dir })
 }
 
 fn tool(
@@ -376,26 +415,26 @@ fn tool(
     Ok(crate::tools::cli_tool::find(name, configured, path.as_deref(), install)?)
 }
 
-/// integration-test: cluster ∥ DEV checkout ∥ image, image load, helm install, tests, release;
-/// diagnostics, node image cache and teardown as cleanup.
+/// integration-test: the chart checked, then cluster ∥ DEV checkout ∥ image, image load, helm
+/// install of the checked package, tests, release; diagnostics, node image cache and teardown
+/// as cleanup. Everything the run writes lives in a private directory removed when it ends.
 pub async fn integration_test(
     config: &Config,
     settings: &RunSettings<'_>,
     keep_cluster: bool,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
+    use crate::config::Cluster as Provider;
     use crate::stages::qa::*;
-    use crate::tools::helm::{Helm, Target};
+    use crate::tools::helm::Helm;
     use crate::tools::kind::{self, Kind};
     use crate::tools::kubectl::{self, Kubectl};
 
     let chart = read_qa_chart(config)?;
     let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
     let kind_bin = match &config.cluster {
-        crate::config::Cluster::Kind { .. } => {
-            Some(tool("kind", config.tools.kind.as_deref(), settings.env, kind::INSTALL)?)
-        }
-        crate::config::Cluster::Existing { .. } => None,
+        Provider::Kind { .. } => Some(tool("kind", config.tools.kind.as_deref(), settings.env, kind::INSTALL)?),
+        Provider::Existing { .. } => None,
     };
     let helm = Helm {
         bin: tool("helm", config.tools.helm.as_deref(), settings.env, crate::tools::helm::INSTALL)?,
@@ -408,72 +447,103 @@ pub async fn integration_test(
     let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
     let dev = &config.repositories.dev;
     let dev_auth = credentials::repo_auth(config, dev, settings.env, secrets)?;
-    let docker = Arc::new(DockerEngine::connect(secrets.clone()).await?);
-    // Outside the QA checkout: its root is often the chart itself, and whatever lies inside
-    // would be installed and packaged with it.
-    let scratch = std::env::temp_dir();
-    let work = scratch.join(format!("stagecoach-qa-{}", settings.run_id));
+    let release = &config.repositories.release;
+    let release_auth = credentials::repo_auth(config, release, settings.env, secrets)?;
+    // Private (0700) and outside the QA checkout: its root is often the chart itself, and
+    // whatever lay inside would be installed and packaged with it.
+    let work = tempfile::Builder::new()
+        .prefix("stagecoach-qa-")
+        .tempdir()
+        .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?;
     let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| scratch.join("stagecoach-artifacts"))
+        .unwrap_or_else(|| std::env::temp_dir().join("stagecoach-artifacts"))
         .join(&settings.run_id);
-    std::fs::create_dir_all(&work).map_err(|e| SetupError::Chart(format!("{}: {e}", work.display())))?;
 
-    let cluster: Arc<dyn Cluster> = match &config.cluster {
-        crate::config::Cluster::Kind { name, node_image, cache_dir, config: kind_config } => Arc::new(KindCluster {
-            kind: Kind { bin: kind_bin.clone().unwrap_or_default(), runner: process.clone() },
-            kubectl: kubectl.clone(),
-            docker: Arc::clone(&docker),
-            name: name.clone(),
-            node_image: node_image.clone(),
-            cache_dir: cache_dir.clone(),
-            config: kind_config.as_ref().map(|c| config.resolve(c)),
-            kubeconfig: work.join("kubeconfig"),
-        }),
-        crate::config::Cluster::Existing { kubeconfig, context } => {
-            let kubeconfig = kubeconfig
-                .clone()
-                .or_else(|| (settings.env)("KUBECONFIG").map(Into::into))
-                .or_else(|| (settings.env)("HOME").map(|h| std::path::Path::new(&h).join(".kube/config")))
-                .unwrap_or_else(|| "kubeconfig".into());
-            Arc::new(ExistingCluster {
+    // A kind cluster runs the image loaded into it, by tag: kind's load drops the registry's
+    // manifest digest, so a digest reference would make the kubelet pull. An existing cluster
+    // pulls the image itself, pinned by digest.
+    let (cluster, docker): (Arc<dyn Cluster>, _) = match &config.cluster {
+        Provider::Kind { name, node_image, cache_dir, config: kind_config } => {
+            let docker = Arc::new(DockerEngine::connect(secrets.clone()).await?);
+            let cluster = KindCluster {
+                kind: Kind { bin: kind_bin.clone().unwrap_or_default(), runner: process.clone() },
                 kubectl: kubectl.clone(),
-                target: Target { kubeconfig, context: context.clone() },
-            })
+                docker: Arc::clone(&docker),
+                name: name.clone(),
+                node_image: node_image.clone(),
+                cache_dir: cache_dir.clone(),
+                config: kind_config.as_ref().map(|c| config.resolve(c)),
+                kubeconfig: work.path().join("kubeconfig"),
+                created: Default::default(),
+            };
+            (Arc::new(cluster), Some(docker))
+        }
+        Provider::Existing { kubeconfig, context } => {
+            let sources = kubeconfig
+                .as_ref()
+                .map(|p| p.as_os_str().to_owned())
+                .or_else(|| (settings.env)("KUBECONFIG").map(Into::into))
+                .or_else(|| (settings.env)("HOME").map(|h| std::path::Path::new(&h).join(".kube/config").into()))
+                .unwrap_or_else(|| "kubeconfig".into());
+            let cluster = ExistingCluster {
+                kubectl: kubectl.clone(),
+                sources,
+                context: context.clone(),
+                kubeconfig: work.path().join("kubeconfig"),
+            };
+            (Arc::new(cluster), None)
         }
     };
-    let dev_dir = work.join("dev");
+    let keys = image_keys(config);
+    let (prepared, sets) = match docker {
+        Some(_) if chart.has_digest_key => (chart.image.tagged(), vec![(keys.digest.clone(), String::new())]),
+        Some(_) => (chart.image.tagged(), vec![]),
+        None => (chart.image.pinned(), vec![]),
+    };
     let facts = crate::stages::SharedFacts::default();
     let package_options = crate::chart::package::Options {
         rename: Some(config.chart.release_name.clone()),
         drop: config.chart.drop.clone(),
     };
-    let release = &config.repositories.release;
-    let release_auth = credentials::repo_auth(config, release, settings.env, secrets)?;
+    let install = crate::tools::helm::Install {
+        release: config.chart.name.clone(),
+        chart: work.path().join("chart.tgz"),
+        sets,
+        timeout: std::time::Duration::from_secs(300),
+    };
+    let dev_dir = work.path().join("dev");
+    let mut prepare: Vec<Box<dyn crate::runner::Stage>> = vec![
+        Box::new(ClusterUp(Arc::clone(&cluster))),
+        Box::new(DevCheckout {
+            git: Git2::new(secrets.clone()),
+            remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+            commit: chart.app_version.clone(),
+            dir: dev_dir.clone(),
+        }),
+    ];
+    if let Some(docker) = docker {
+        prepare.push(Box::new(ImagePrepare {
+            docker,
+            image: chart.image.clone(),
+            auth: registry_auth,
+            facts: Arc::clone(&facts),
+        }));
+    }
     let plan = Plan::new()
-        .parallel(vec![
-            Box::new(ClusterUp(Arc::clone(&cluster))),
-            Box::new(DevCheckout {
-                git: Git2::new(secrets.clone()),
-                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
-                commit: chart.app_version.clone(),
-                dir: dev_dir.clone(),
-            }),
-            Box::new(ImagePrepare { docker, image: chart.image.clone(), auth: registry_auth }),
-        ])
-        .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.clone() })
-        .then(HelmInstall {
+        .then(ChartCheck {
             helm: helm.clone(),
-            install: crate::tools::helm::Install {
-                release: config.chart.name.clone(),
-                chart: chart.dir.clone(),
-                sets: vec![(config.chart.image_tag_key.clone(), chart.tag.clone())],
-                timeout: std::time::Duration::from_secs(300),
-            },
-            cluster: Arc::clone(&cluster),
+            chart_dir: chart.dir.clone(),
             package: package_options,
+            install: install.clone(),
+            prepared,
+            pulled: config.pulled_images.clone(),
+            keys: keys.to_string(),
             facts: Arc::clone(&facts),
         })
+        .parallel(prepare)
+        .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
+        .then(HelmInstall { helm: helm.clone(), install, cluster: Arc::clone(&cluster), facts: Arc::clone(&facts) })
         .then(IntegrationTests {
             command: config.commands.integration_tests.clone(),
             dir: dev_dir,
@@ -486,11 +556,26 @@ pub async fn integration_test(
             helm,
             kubectl,
             release: config.chart.name.clone(),
+            custom_resources: custom_resources(&chart.dir),
             cluster: Arc::clone(&cluster),
         })
         .cleanup(CacheSave(Arc::clone(&cluster)))
-        .cleanup(Teardown { cluster, keep: keep_cluster });
+        .cleanup(Teardown { cluster, keep: keep_cluster })
+        .keep_until_done(work);
     Ok(plan)
+}
+
+/// The names of the custom resource definitions in the chart's crds/ directory.
+fn custom_resources(chart: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(chart.join("crds"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .flat_map(|text| crate::chart::rendered::crd_names(&text))
+        .collect();
+    names.sort();
+    names
 }
 
 /// release: package the QA chart and publish it into the RELEASE repository.

@@ -65,6 +65,9 @@ impl StageContext {
 pub struct Plan {
     groups: Vec<Vec<Box<dyn Stage>>>,
     cleanup: Vec<Box<dyn Stage>>,
+    /// Dropped when the run is over, after cleanup, however it ended (a private temporary
+    /// directory the stages work in).
+    resources: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Plan {
@@ -84,6 +87,11 @@ impl Plan {
 
     pub fn cleanup(mut self, stage: impl Stage + 'static) -> Self {
         self.cleanup.push(Box::new(stage));
+        self
+    }
+
+    pub fn keep_until_done(mut self, resource: impl std::any::Any + Send + Sync) -> Self {
+        self.resources.push(Box::new(resource));
         self
     }
 }

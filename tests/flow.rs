@@ -9,12 +9,12 @@ use crate::git_server::{GitServer, seed_bare_repo};
 use crate::image::operator_binary;
 use crate::qa::tiny_image;
 use crate::registry::{Registry, docker_available};
-use crate::support::{BIN, Run, git};
+use crate::support::{BIN, Run, fake_tools, git};
 
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN: &str = "canary-s3cr3t-42";
 
-fn run_in(dir: &Path, fakes: &Path, args: &[&str]) -> Run {
+fn run_in(dir: &Path, (fakes, fake_env): &(std::path::PathBuf, Vec<(String, String)>), args: &[&str]) -> Run {
     let out = Command::new(BIN)
         .args(args)
         .current_dir(dir)
@@ -23,6 +23,7 @@ fn run_in(dir: &Path, fakes: &Path, args: &[&str]) -> Run {
         .env("HOME", dir)
         .env("QA_TOKEN", TOKEN)
         .env("FAKE_LOG", dir.join("../calls.log"))
+        .envs(fake_env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let run = Run {
@@ -93,9 +94,13 @@ credentials:
     for name in [
         "Chart.yaml",
         "values.yaml",
+        "values.schema.json",
         ".helmignore",
+        "crds/bitcoinnetworks.yaml",
         "templates/deployment.yaml",
         "templates/_helpers.tpl",
+        "templates/rbac.yaml",
+        "templates/secret.yaml",
         "templates/serviceaccount.yaml",
         "templates/NOTES.txt",
     ] {
@@ -130,11 +135,7 @@ credentials:
     let commit = git(&dev, &["rev-parse", "HEAD"]);
     let short = &commit[..7];
 
-    let fakes = d.join("fakes");
-    std::fs::create_dir_all(&fakes).unwrap();
-    for tool in ["kind", "helm", "kubectl"] {
-        std::os::unix::fs::symlink(Path::new(WORKSPACE).join("tests/fake_tool.sh"), fakes.join(tool)).unwrap();
-    }
+    let Some(fakes) = fake_tools(d) else { return };
     let qa_bare = server.bare("qa");
     let qa_checkout = |name: &str| {
         let path = d.join(name);
@@ -142,8 +143,14 @@ credentials:
         path
     };
 
-    // 1. A dev commit: the QA chart changes in exactly these lines.
-    run_in(&dev, &fakes, &["--no-progress", "build-and-deploy"]).success();
+    // 1. A dev commit: the QA chart changes in exactly these lines, the whole image reference
+    // among them: repository, tag and the digest that was pushed.
+    let built = d.join("built.json");
+    run_in(&dev, &fakes, &["--no-progress", "--report", built.to_str().unwrap(), "build-and-deploy"]).success();
+    let built: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&built).unwrap()).unwrap();
+    let pushed = built["stages"].as_array().unwrap().iter().find(|s| s["name"] == "image-push").unwrap();
+    let digest = pushed["details"]["digest"].as_str().unwrap().to_string();
+    let repository = format!("{}/flow-operator", registry.host);
     let diff = git(&qa_bare, &["diff", "-U0", "main~1", "main"]);
     let changed: Vec<&str> = diff
         .lines()
@@ -156,10 +163,35 @@ credentials:
             "-appVersion: \"0.1.0\"".to_string(),
             format!("+version: 0.1.1-dev.{short}"),
             format!("+appVersion: \"{commit}\""),
+            "-  repository: 127.0.0.1:5000/bitcoin-operator".to_string(),
             "-  tag: latest".to_string(),
+            "-  digest: \"\"".to_string(),
+            format!("+  repository: {repository}"),
             format!("+  tag: {short}"),
+            format!("+  digest: \"{digest}\""),
         ]
     );
+    // The QA repository alone, rendered by the real Helm engine with no overrides, runs exactly
+    // the pushed image.
+    let qa_alone = d.join("qa-alone");
+    git(d, &["clone", "-q", server.bare("qa").to_str().unwrap(), qa_alone.to_str().unwrap()]);
+    let python = crate::support::helm_engine().unwrap();
+    let rendered = Command::new(&python)
+        .arg(Path::new(WORKSPACE).join("tests/helm/render.py"))
+        .args(["template", "bitcoin-operator", qa_alone.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let rendered = String::from_utf8_lossy(&rendered.stdout).to_string();
+    assert!(rendered.contains(&format!("image: \"{repository}:{short}@{digest}\"")), "{rendered}");
+    // The registry's manifest under that digest names the config kind must be handed.
+    let manifest = Command::new("curl")
+        .args(["-fsS", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json"])
+        .arg(format!("http://{}/v2/flow-operator/manifests/{digest}", registry.host))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
 
     // 2. QA of the dev build: tests at the DEV commit; not a release.
     let qa1 = qa_checkout("qa1");
@@ -168,6 +200,11 @@ credentials:
     assert!(qa_run.stderr.contains("not a release"), "{}", qa_run.stderr);
     let calls = std::fs::read_to_string(d.join("calls.log")).unwrap();
     assert!(calls.contains(&format!("integration tests at {commit}")), "{calls}");
+    // kind got the pushed bytes, and the chart installed runs them (by tag: kind's load drops
+    // the registry digest).
+    assert!(calls.contains(&format!("loaded {repository}:{short} {config_digest}\n")), "{calls}");
+    let deployed = std::fs::read_to_string(d.join("deployed-bitcoin-operator.yaml")).unwrap();
+    assert!(deployed.contains(&format!("image: \"{repository}:{short}\"")), "{deployed}");
     assert_eq!(git(&release, &["rev-list", "--count", "main"]), "1");
 
     // 3. Tag v0.1.0, build and deploy it, QA it: it is released.
@@ -191,6 +228,9 @@ credentials:
     };
     assert!(index.contains("version: 0.1.0") && index.contains(&format!("digest: {tgz_digest}")), "{index}");
     assert!(index.contains(&format!("appVersion: {commit}")), "{index}");
+    // The package helm installed is the package published.
+    let installed = std::fs::read_to_string(d.join("deployed-bitcoin-operator.chart")).unwrap();
+    assert_eq!(installed.trim(), tgz_digest);
     let record_text = std::fs::read_to_string(&report).unwrap();
     assert!(!record_text.contains(TOKEN), "the token is in the run record");
     let record: serde_json::Value = serde_json::from_str(&record_text).unwrap();

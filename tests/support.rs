@@ -140,6 +140,52 @@ pub fn missing_component(what: &str, how: &str) {
     eprintln!("SKIPPED: {what} is missing ({how})");
 }
 
+/// The Python that has the real Helm engine (PyPI helm-python-sdk), for the tests' `helm`:
+/// $STAGECOACH_HELM_PYTHON, else the venv .ci/run makes. A failure in CI, a loud skip elsewhere.
+pub fn helm_engine() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("STAGECOACH_HELM_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/helm-venv/bin/python"));
+    let works = Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
+    if !works {
+        missing_component(
+            "the Helm engine (PyPI helm-python-sdk)",
+            &format!("{} cannot import helm_python; .ci/run installs it", python.display()),
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// The real kubectl (its `config view` needs no cluster), for the tests' fake kubectl.
+pub fn real_kubectl() -> Option<std::path::PathBuf> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        missing_component("kubectl", "install kubectl");
+    }
+    found
+}
+
+/// A directory of stand-ins for kind, helm and kubectl (tests/fake_tool.sh), and the
+/// environment they need: (fakes dir, env pairs).
+pub fn fake_tools(dir: &Path) -> Option<(std::path::PathBuf, Vec<(String, String)>)> {
+    let python = helm_engine()?;
+    let kubectl = real_kubectl()?;
+    let fakes = dir.join("fakes");
+    std::fs::create_dir_all(&fakes).unwrap();
+    for tool in ["kind", "helm", "kubectl"] {
+        std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_tool.sh"), fakes.join(tool))
+            .unwrap();
+    }
+    let env = vec![
+        ("FAKE_HELM_PYTHON".to_string(), python.display().to_string()),
+        ("FAKE_REAL_KUBECTL".to_string(), kubectl.display().to_string()),
+    ];
+    Some((fakes, env))
+}
+
 /// A static HTTP server on 127.0.0.1 serving the files of a directory; stops when dropped.
 pub struct FileServer {
     pub url: String,

@@ -6,4 +6,5 @@ pub mod ignore;
 pub mod index;
 pub mod meta;
 pub mod package;
+pub mod rendered;
 pub mod yaml;

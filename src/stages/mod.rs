@@ -12,11 +12,28 @@ use std::sync::{Arc, Mutex};
 /// What earlier stages of a run found out and later ones need.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
+    /// The ID (config digest) of the image built, or prepared for QA.
     pub image_id: Option<String>,
-    /// `sha256:…` of the pushed image.
+    /// `sha256:…` of the pushed image's manifest.
     pub digest: Option<String>,
+    /// The package QA checked and installs: a release in the same run publishes these bytes.
+    pub package: Option<crate::chart::package::Package>,
     /// The chart the integration tests ran against.
     pub tested: Option<Tested>,
+}
+
+/// The dotted values.yaml keys of the image reference (`chart.image_*_key`).
+#[derive(Clone, Debug)]
+pub struct ImageKeys {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+impl std::fmt::Display for ImageKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}, {}", self.repository, self.tag, self.digest)
+    }
 }
 
 /// A chart as tested: its appVersion and the digest of its release package.

@@ -1,11 +1,13 @@
-//! The QA stages: a cluster (kind, node image cached, or an existing one), the DEV source at the
-//! chart's appVersion, the image loaded into the cluster, `helm upgrade --install`, the
-//! integration tests, and — always — diagnostics on failure and teardown.
+//! The QA stages: the chart packaged once and its rendered images checked, a cluster (kind,
+//! node image cached, or an existing one), the DEV source at the chart's appVersion, the image
+//! checked by content and loaded, `helm upgrade --install` of the package, the integration
+//! tests, and — always — diagnostics on failure and teardown.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config::Command;
@@ -19,17 +21,82 @@ use crate::tools::kubectl::Kubectl;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+#[derive(Debug, thiserror::Error)]
+pub enum QaError {
+    #[error(
+        "a kind cluster named `{0}` exists already and this run did not create it, so it would not delete it \
+         either: delete it (`kind delete cluster --name {0}`), choose another cluster.name, or test on it with \
+         cluster.provider: existing and cluster.context: kind-{0}"
+    )]
+    ForeignCluster(String),
+    #[error(
+        "`{reference}` in the local engine is now image {found}, not the prepared image {expected} (the one \
+         pushed under the chart's digest); not loading another image than the one that was pushed"
+    )]
+    NotThePushedImage { reference: String, expected: String, found: String },
+    #[error("{0}")]
+    Rendered(#[from] crate::chart::rendered::RenderedError),
+    #[error("writing {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// The image a QA run deploys, as the QA chart's values name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaImage {
+    pub repository: String,
+    pub tag: String,
+    /// The pushed manifest digest; `None` for a build that was not pushed.
+    pub digest: Option<String>,
+}
+
+impl QaImage {
+    /// `repository:tag`, the name it is loaded into kind under.
+    pub fn tagged(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+
+    /// `repository:tag@digest`, or `repository:tag` without a digest: what a cluster pulls.
+    pub fn pinned(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}@{digest}", self.tagged()),
+            None => self.tagged(),
+        }
+    }
+}
+
+/// Writes a file only its owner can read (kubeconfigs hold credentials).
+fn write_private(path: &Path, text: &str) -> Result<(), QaError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        file.write_all(text.as_bytes())
+    };
+    write().map_err(|source| QaError::Write { path: path.to_path_buf(), source })
+}
+
 /// What the QA stages need of a cluster.
 pub trait Cluster: Send + Sync {
     /// Brings the cluster up and waits for its nodes to be Ready.
     fn up<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>>;
-    /// Makes `image` available to the cluster's nodes without a registry.
-    fn load_image<'a>(&'a self, image: &'a str, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>>;
+    /// Makes `image` available to the cluster's nodes without a registry; `id`, when known, is
+    /// the image ID it must have (checked right before the load).
+    fn load_image<'a>(
+        &'a self,
+        image: &'a str,
+        id: Option<&'a str>,
+        ctx: &'a StageContext,
+    ) -> BoxFuture<'a, Result<Outcome, StageError>>;
     /// Adds the cluster's own logs to a diagnostics bundle.
     fn export_logs<'a>(&'a self, dir: &'a Path, ctx: &'a StageContext) -> BoxFuture<'a, ()>;
     /// Keeps what makes the next `up` faster (the node image).
     fn save_cache<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>>;
+    /// Deletes what this run created, and nothing else.
     fn down<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>>;
+    /// `--keep-cluster`: leaves it running and says how to reach it.
+    fn keep(&self) -> Result<Outcome, StageError>;
+    /// Whether this run got as far as bringing it up (else there is nothing to diagnose).
+    fn started(&self) -> bool;
     fn target(&self) -> Target;
 }
 
@@ -43,6 +110,8 @@ pub struct KindCluster {
     pub cache_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub kubeconfig: PathBuf,
+    /// Set once this run starts creating the cluster: only then is it ours to delete.
+    pub created: AtomicBool,
 }
 
 /// The cache file of a node image: keyed by the kind version and the image, since a kind
@@ -66,6 +135,9 @@ impl KindCluster {
 impl Cluster for KindCluster {
     fn up<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>> {
         Box::pin(async move {
+            if self.kind.clusters(&|l| ctx.line(l)).await?.contains(&self.name) {
+                return Err(QaError::ForeignCluster(self.name.clone()).into());
+            }
             if let Some(cache) = self.cache_path(ctx).await? {
                 ctx.detail("node_image_cache", cache.display().to_string());
                 if cache.is_file() && !self.docker.exists(&self.node_image).await {
@@ -81,6 +153,7 @@ impl Cluster for KindCluster {
                     ctx.detail("node_image_loaded_ms", started.elapsed().as_millis().to_string());
                 }
             }
+            self.created.store(true, Ordering::SeqCst);
             self.kind
                 .create(
                     &self.name,
@@ -96,9 +169,27 @@ impl Cluster for KindCluster {
         })
     }
 
-    fn load_image<'a>(&'a self, image: &'a str, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>> {
+    fn load_image<'a>(
+        &'a self,
+        image: &'a str,
+        id: Option<&'a str>,
+        ctx: &'a StageContext,
+    ) -> BoxFuture<'a, Result<Outcome, StageError>> {
         Box::pin(async move {
+            let found = self.docker.inspect(image).await?.id;
+            if let Some(expected) = id
+                && found != expected
+            {
+                return Err(QaError::NotThePushedImage {
+                    reference: image.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                }
+                .into());
+            }
             self.kind.load_image(&self.name, image, &|l| ctx.line(l), &|l| ctx.line(l)).await?;
+            ctx.detail("loaded", image);
+            ctx.detail("loaded_image_id", found);
             Ok(Outcome::Done)
         })
     }
@@ -133,9 +224,32 @@ impl Cluster for KindCluster {
 
     fn down<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>> {
         Box::pin(async move {
+            if !self.created.load(Ordering::SeqCst) {
+                return Ok(Outcome::Skipped(format!("this run did not create cluster `{}`", self.name)));
+            }
             self.kind.delete(&self.name, &self.kubeconfig, &|l| ctx.line(l)).await?;
             Ok(Outcome::Done)
         })
+    }
+
+    fn keep(&self) -> Result<Outcome, StageError> {
+        if !self.created.load(Ordering::SeqCst) {
+            return Ok(Outcome::Skipped(format!("this run did not create cluster `{}`", self.name)));
+        }
+        // The run's own directory goes away when it ends; the kubeconfig must outlive it.
+        let kept = std::env::temp_dir().join(format!("stagecoach-kind-{}.kubeconfig", self.name));
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .map_err(|source| QaError::Write { path: self.kubeconfig.clone(), source })?;
+        write_private(&kept, &text)?;
+        Ok(Outcome::Skipped(format!(
+            "--keep-cluster: cluster `{0}` is still running; kubeconfig: {1}; delete it with `kind delete cluster --name {0}`",
+            self.name,
+            kept.display()
+        )))
+    }
+
+    fn started(&self) -> bool {
+        self.created.load(Ordering::SeqCst)
     }
 
     fn target(&self) -> Target {
@@ -143,21 +257,35 @@ impl Cluster for KindCluster {
     }
 }
 
-/// A cluster someone else runs: used as it is, never created or deleted.
+/// A cluster someone else runs: used as it is, never created or deleted. Everything that talks
+/// to it gets a kubeconfig holding only the configured context.
 pub struct ExistingCluster {
     pub kubectl: Kubectl,
-    pub target: Target,
+    /// The kubeconfig to take the context from: a file or a `KUBECONFIG` list `a:b`.
+    pub sources: std::ffi::OsString,
+    /// The context; `None` for the current context of `sources`.
+    pub context: Option<String>,
+    /// Where the minified kubeconfig is written, in the run's private directory.
+    pub kubeconfig: PathBuf,
 }
 
 impl Cluster for ExistingCluster {
     fn up<'a>(&'a self, ctx: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>> {
         Box::pin(async move {
-            self.kubectl.wait_nodes_ready(&self.target, &|l| ctx.line(l)).await?;
+            let echo = |l: &str| ctx.line(l);
+            let minified = self.kubectl.minified_kubeconfig(&self.sources, self.context.as_deref(), &echo).await?;
+            write_private(&self.kubeconfig, &minified)?;
+            self.kubectl.reachable(&self.target(), &echo).await?;
             Ok(Outcome::Done)
         })
     }
 
-    fn load_image<'a>(&'a self, _: &'a str, _: &'a StageContext) -> BoxFuture<'a, Result<Outcome, StageError>> {
+    fn load_image<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a str>,
+        _: &'a StageContext,
+    ) -> BoxFuture<'a, Result<Outcome, StageError>> {
         Box::pin(async { Ok(Outcome::Skipped("an existing cluster pulls the image from its registry".into())) })
     }
 
@@ -173,8 +301,16 @@ impl Cluster for ExistingCluster {
         Box::pin(async { Ok(Outcome::Skipped("an existing cluster is left as it is".into())) })
     }
 
+    fn keep(&self) -> Result<Outcome, StageError> {
+        Ok(Outcome::Skipped("an existing cluster is left as it is".into()))
+    }
+
+    fn started(&self) -> bool {
+        self.kubeconfig.is_file()
+    }
+
     fn target(&self) -> Target {
-        self.target.clone()
+        Target { kubeconfig: self.kubeconfig.clone(), context: None }
     }
 }
 
@@ -213,11 +349,56 @@ impl Stage for DevCheckout {
     }
 }
 
-/// The image the chart names, present in the local engine (pulled if it is not).
+/// The QA chart packaged once (the bytes a release publishes), rendered by `helm template` with
+/// the overrides of the install, and every container image in it checked, before any cluster
+/// is created: it must be the image prepared for this run or one the cluster pulls itself.
+pub struct ChartCheck {
+    pub helm: Helm,
+    pub chart_dir: PathBuf,
+    pub package: crate::chart::package::Options,
+    /// Where the package is written (`install.chart`) and how it will be installed.
+    pub install: crate::tools::helm::Install,
+    /// The reference the rendered chart must run.
+    pub prepared: String,
+    pub pulled: Vec<String>,
+    /// The values keys behind `prepared`, for the error.
+    pub keys: String,
+    pub facts: super::SharedFacts,
+}
+
+impl Stage for ChartCheck {
+    fn name(&self) -> &str {
+        "chart-check"
+    }
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let package = crate::chart::package::package(&self.chart_dir, &self.package)?;
+            std::fs::write(&self.install.chart, &package.bytes)
+                .map_err(|source| QaError::Write { path: self.install.chart.clone(), source })?;
+            let manifests = self.helm.template(&self.install, &|l| ctx.line(l)).await?;
+            let containers = crate::chart::rendered::containers(&manifests).map_err(QaError::from)?;
+            crate::chart::rendered::check(&containers, &self.prepared, &self.pulled, &self.keys)
+                .map_err(QaError::from)?;
+            for container in &containers {
+                ctx.line(&format!("{} {}: {}", container.object, container.name, container.image));
+            }
+            ctx.detail("package", &package.file_name);
+            ctx.detail("chart_digest", format!("sha256:{}", package.digest));
+            ctx.detail("image", &self.prepared);
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).package = Some(package);
+            Ok(Outcome::Done)
+        })
+    }
+}
+
+/// The image the chart names, in the local engine for kind to load. With a digest, the image
+/// is the one the registry holds under that digest (pulled if the engine lacks it), and the
+/// chart's tag is made to point at it: identity by content, not by name.
 pub struct ImagePrepare {
     pub docker: Arc<DockerEngine>,
-    pub image: String,
+    pub image: QaImage,
     pub auth: Option<RegistryAuth>,
+    pub facts: super::SharedFacts,
 }
 
 impl Stage for ImagePrepare {
@@ -226,11 +407,26 @@ impl Stage for ImagePrepare {
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            if self.docker.exists(&self.image).await {
-                return Ok(Outcome::Skipped(format!("{} is in the local engine", self.image)));
+            let tagged = self.image.tagged();
+            let wanted = match &self.image.digest {
+                Some(digest) => format!("{}@{digest}", self.image.repository),
+                None => {
+                    ctx.line(&format!("no digest in the chart (a build that was not pushed): using {tagged} as it is"));
+                    tagged.clone()
+                }
+            };
+            if !self.docker.exists(&wanted).await {
+                ctx.line(&format!("pulling {wanted}"));
+                self.docker.pull(&wanted, self.auth.as_ref()).await?;
             }
-            ctx.line(&format!("pulling {}", self.image));
-            self.docker.pull(&self.image, self.auth.as_ref()).await?;
+            let id = self.docker.inspect(&wanted).await?.id;
+            if wanted != tagged && self.docker.inspect(&tagged).await.map(|f| f.id).ok().as_ref() != Some(&id) {
+                ctx.line(&format!("{tagged} now names {wanted} ({id})"));
+                self.docker.tag(&id, &self.image.repository, &self.image.tag).await?;
+            }
+            ctx.detail("image", &wanted);
+            ctx.detail("image_id", &id);
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id = Some(id);
             Ok(Outcome::Done)
         })
     }
@@ -238,7 +434,9 @@ impl Stage for ImagePrepare {
 
 pub struct ImageLoad {
     pub cluster: Arc<dyn Cluster>,
+    /// `repository:tag`, the name the chart is installed with.
     pub image: String,
+    pub facts: super::SharedFacts,
 }
 
 impl Stage for ImageLoad {
@@ -246,16 +444,18 @@ impl Stage for ImageLoad {
         "image-load"
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
-        self.cluster.load_image(&self.image, ctx)
+        Box::pin(async move {
+            let id = self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id.clone();
+            self.cluster.load_image(&self.image, id.as_deref(), ctx).await
+        })
     }
 }
 
+/// `helm upgrade --install` of the package `chart-check` wrote and checked.
 pub struct HelmInstall {
     pub helm: Helm,
     pub install: crate::tools::helm::Install,
     pub cluster: Arc<dyn Cluster>,
-    /// How the release packages the chart: the tested package digest is computed the same way.
-    pub package: crate::chart::package::Options,
     pub facts: super::SharedFacts,
 }
 
@@ -265,16 +465,18 @@ impl Stage for HelmInstall {
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            // What is installed is what the release may publish: note its package digest.
-            let package = crate::chart::package::package(&self.install.chart, &self.package)?;
-            let app_version = package.metadata.app_version.clone().unwrap_or_default();
-            let tested = super::Tested { app_version, digest: package.digest.clone() };
             self.helm
                 .upgrade_install(&self.install, &self.cluster.target(), &|l| ctx.line(l), &|l| ctx.line(l))
                 .await?;
-            ctx.detail("tested_app_version", &tested.app_version);
-            ctx.detail("tested_chart_digest", &tested.digest);
-            self.facts.lock().unwrap_or_else(|e| e.into_inner()).tested = Some(tested);
+            // What was installed is what a release may publish.
+            let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(package) = &facts.package {
+                let app_version = package.metadata.app_version.clone().unwrap_or_default();
+                let tested = super::Tested { app_version, digest: package.digest.clone() };
+                ctx.detail("tested_app_version", &tested.app_version);
+                ctx.detail("tested_chart_digest", &tested.digest);
+                facts.tested = Some(tested);
+            }
             Ok(Outcome::Done)
         })
     }
@@ -314,6 +516,9 @@ pub struct Diagnostics {
     pub helm: Helm,
     pub kubectl: Kubectl,
     pub release: String,
+    /// The chart's custom resource definitions (`bitcoinnetworks.bitcoin.stagecoach.dev`):
+    /// their objects are what the operator works on.
+    pub custom_resources: Vec<String>,
     pub cluster: Arc<dyn Cluster>,
 }
 
@@ -326,6 +531,9 @@ impl Stage for Diagnostics {
             if !ctx.run_failed {
                 return Ok(Outcome::Skipped("the run passed".into()));
             }
+            if !self.cluster.started() {
+                return Ok(Outcome::Skipped("no cluster was brought up".into()));
+            }
             std::fs::create_dir_all(&self.dir)?;
             let target = self.cluster.target();
             let echo = |l: &str| ctx.line(l);
@@ -336,10 +544,41 @@ impl Stage for Diagnostics {
             };
             write("helm-status.txt", &status)?;
             write("get-all.txt", &self.kubectl.capture(&target, &["get", "all", "-A", "-o", "wide"], &echo).await)?;
-            write(
-                "events.txt",
-                &self.kubectl.capture(&target, &["get", "events", "-A", "--sort-by=.lastTimestamp"], &echo).await,
-            )?;
+            // `kubectl events` orders core and events.k8s.io events alike; sorting by
+            // .lastTimestamp breaks on the latter, which leave it empty.
+            write("events.txt", &self.kubectl.capture(&target, &["events", "-A"], &echo).await)?;
+            for resource in &self.custom_resources {
+                write(
+                    &format!("{resource}.yaml"),
+                    &self.kubectl.capture(&target, &["get", resource, "-A", "-o", "yaml"], &echo).await,
+                )?;
+            }
+            let selector = format!("app.kubernetes.io/instance={}", self.release);
+            let released = self
+                .kubectl
+                .capture(
+                    &target,
+                    &[
+                        "get",
+                        "pods",
+                        "-A",
+                        "-l",
+                        &selector,
+                        "--no-headers",
+                        "-o",
+                        "custom-columns=NS:.metadata.namespace,NAME:.metadata.name",
+                    ],
+                    &echo,
+                )
+                .await;
+            for line in released.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let [namespace, pod, ..] = fields[..] else { continue };
+                write(
+                    &format!("release-{namespace}-{pod}.log"),
+                    &self.kubectl.capture(&target, &["logs", "-n", namespace, pod, "--all-containers"], &echo).await,
+                )?;
+            }
             let pods = self
                 .kubectl
                 .capture(
@@ -401,7 +640,7 @@ impl Stage for Teardown {
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             if self.keep {
-                return Ok(Outcome::Skipped("--keep-cluster: the cluster is still running".into()));
+                return self.cluster.keep();
             }
             self.cluster.down(ctx).await
         })

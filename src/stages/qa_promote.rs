@@ -1,32 +1,55 @@
-//! Writes the new image tag and chart version into the QA repository: values.yaml
-//! `<image_tag_key>`, Chart.yaml `version` and `appVersion`, committed with trailers that tie
-//! the QA commit to its source commit, image digest and run.
+//! Writes the new image and chart version into the QA repository: values.yaml's image
+//! repository, tag and (when pushed) manifest digest, Chart.yaml `version` and `appVersion`,
+//! committed with trailers that tie the QA commit to its source commit, image and run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::SharedFacts;
+use super::{ImageKeys, SharedFacts};
 use crate::ci::BuildInfo;
 use crate::promote::{self, Edit, Options, Outcome as Promoted};
 use crate::runner::{Outcome, Stage, StageContext, StageFuture};
 use crate::tools::git::{Author, Git2, Remote};
 use crate::version;
 
+/// What a dry run writes where the pushed digest would go.
+const DRY_RUN_DIGEST: &str = "sha256:<digest of the push>";
+
 pub struct PromoteToQa {
     pub git: Git2,
     pub remote: Remote,
     /// Chart directory inside the QA repository.
     pub chart_path: PathBuf,
-    pub image_tag_key: String,
+    /// Where the image goes in values.yaml, and what it is.
+    pub keys: ImageKeys,
+    pub repository: String,
     pub build: BuildInfo,
     pub run_id: String,
     pub author: Author,
     pub dry_run: bool,
+    /// Whether the image stage pushes (false with --no-push): a dry run then shows a digest.
+    pub pushes: bool,
     pub facts: SharedFacts,
 }
 
+/// The digest assignment: set where the chart has the key; a pushed digest the chart cannot
+/// hold is an error, since the QA repository would not say exactly which image runs.
+fn digest_assignment(key: &str, digest: Option<&str>, values: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let path = crate::chart::yaml::parse_path(key)?;
+    let present = crate::chart::yaml::get(&String::from_utf8_lossy(values), &path).map_err(|e| e.to_string())?;
+    match (present, digest) {
+        (Some(_), digest) => Ok(vec![(key.to_string(), digest.unwrap_or_default().to_string())]),
+        (None, None) => Ok(vec![]),
+        (None, Some(_)) => Err(format!(
+            "no `{key}` to hold the pushed image's digest; add it (e.g. `digest: \"\"`) and render the image as \
+             repository:tag@digest, or name the key with chart.image_digest_key"
+        )),
+    }
+}
+
 impl PromoteToQa {
-    fn edits(&self) -> Result<Vec<Edit>, version::VersionError> {
+    /// `digest`: the pushed manifest digest; `None` when nothing was pushed (its key is emptied).
+    fn edits(&self, digest: Option<String>) -> Result<Vec<Edit>, version::VersionError> {
         let release = self.build.tag.as_deref().map(version::release_version).transpose()?;
         let short = self.build.short.clone();
         let chart_file = in_chart(&self.chart_path, "Chart.yaml");
@@ -42,11 +65,20 @@ impl PromoteToQa {
             };
             Ok(vec![("version".to_string(), version.to_string())])
         });
+        let digest_key = self.keys.digest.clone();
+        let digest: promote::Computed =
+            Arc::new(move |values: &[u8]| digest_assignment(&digest_key, digest.as_deref(), values));
         Ok(vec![
-            Edit::new(
-                in_chart(&self.chart_path, "values.yaml"),
-                vec![(self.image_tag_key.clone(), self.build.image_tag().to_string())],
-            ),
+            Edit {
+                computed: Some(digest),
+                ..Edit::new(
+                    in_chart(&self.chart_path, "values.yaml"),
+                    vec![
+                        (self.keys.repository.clone(), self.repository.clone()),
+                        (self.keys.tag.clone(), self.build.image_tag().to_string()),
+                    ],
+                )
+            },
             Edit {
                 computed: Some(computed),
                 ..Edit::new(chart_file, vec![("appVersion".to_string(), self.build.commit.clone())])
@@ -76,12 +108,19 @@ impl Stage for PromoteToQa {
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            let edits = self.edits()?;
-            let digest = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone();
+            let pushed = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone();
+            // A dry run pushed nothing; its diff shows where the digest would go.
+            let digest = match (&pushed, self.dry_run && self.pushes) {
+                (None, true) => Some(DRY_RUN_DIGEST.to_string()),
+                _ => pushed.clone(),
+            };
+            let edits = self.edits(digest)?;
             let mut message = format!("Deploy {} ({})\n\n", self.build.image_tag(), self.build.short);
             message.push_str(&format!("Source-Commit: {}\n", self.build.commit));
-            if let Some(digest) = &digest {
-                message.push_str(&format!("Image-Digest: {digest}\n"));
+            let image = format!("{}:{}", self.repository, self.build.image_tag());
+            match &pushed {
+                Some(digest) => message.push_str(&format!("Image: {image}@{digest}\nImage-Digest: {digest}\n")),
+                None => message.push_str(&format!("Image: {image}\n")),
             }
             message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
             let options = Options { author: self.author.clone(), message, dry_run: self.dry_run, ..Options::default() };

@@ -89,8 +89,7 @@ impl Stage for Release {
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            let options = package::Options { rename: Some(self.release_name.clone()), drop: self.drop.clone() };
-            let package = package::package(&self.chart_dir, &options)?;
+            let package = self.package()?;
             let version = package.metadata.semver();
             if !version::is_release(&version) {
                 return Ok(Outcome::Skipped(format!(
@@ -146,6 +145,18 @@ impl Stage for Release {
 }
 
 impl Release {
+    /// In the run that tested it, the very package QA installed; else the QA chart packaged
+    /// the same way (reproducible, so a tested chart gives the tested digest).
+    fn package(&self) -> Result<package::Package, ReleaseError> {
+        if let super::Expectation::SameRun(facts) = &self.expect
+            && let Some(package) = facts.lock().unwrap_or_else(|e| e.into_inner()).package.clone()
+        {
+            return Ok(package);
+        }
+        let options = package::Options { rename: Some(self.release_name.clone()), drop: self.drop.clone() };
+        Ok(package::package(&self.chart_dir, &options)?)
+    }
+
     /// The package must be the chart QA tested: same appVersion, same package digest.
     fn check_tested(&self, package: &package::Package) -> Result<(), ReleaseError> {
         let tested = match &self.expect {

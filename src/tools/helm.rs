@@ -30,13 +30,21 @@ impl Target {
     }
 }
 
-/// A release to install or upgrade.
+/// A release to install or upgrade: `helm template` renders exactly what it would install.
 #[derive(Clone, Debug)]
 pub struct Install {
     pub release: String,
+    /// A chart package (.tgz) or directory.
     pub chart: PathBuf,
+    /// `--set-string` overrides: an image tag of digits must stay a string.
     pub sets: Vec<(String, String)>,
     pub timeout: Duration,
+}
+
+impl Install {
+    fn set_args(&self) -> Vec<String> {
+        self.sets.iter().flat_map(|(key, value)| ["--set-string".to_string(), format!("{key}={value}")]).collect()
+    }
 }
 
 impl Helm {
@@ -52,17 +60,25 @@ impl Helm {
         echo: LineSink<'_>,
         lines: LineSink<'_>,
     ) -> Result<(), ProcessError> {
-        let mut cmd = self
+        let cmd = self
             .cmd()
             .args(["upgrade", "--install", &install.release])
             .arg(install.chart.display().to_string())
             .args(["--wait", "--timeout", &format!("{}s", install.timeout.as_secs())])
-            .args(target.args());
-        for (key, value) in &install.sets {
-            // --set-string: an image tag of digits must stay a string.
-            cmd = cmd.arg("--set-string").arg(format!("{key}={value}"));
-        }
+            .args(target.args())
+            .args(install.set_args());
         self.runner.stream(&cmd.timeout(install.timeout + Duration::from_secs(60)), echo, lines).await
+    }
+
+    /// `helm template`: the manifests the install would apply, rendered without a cluster.
+    pub async fn template(&self, install: &Install, echo: LineSink<'_>) -> Result<String, ProcessError> {
+        let cmd = self
+            .cmd()
+            .args(["template", &install.release])
+            .arg(install.chart.display().to_string())
+            .args(install.set_args())
+            .timeout(Duration::from_secs(120));
+        Ok(self.runner.output(&cmd, echo).await?.stdout)
     }
 
     pub async fn status(&self, release: &str, target: &Target, echo: LineSink<'_>) -> Result<String, ProcessError> {

@@ -25,6 +25,21 @@ impl Kind {
         Ok(out.stdout.split_whitespace().find(|w| w.starts_with('v')).unwrap_or("unknown").to_string())
     }
 
+    /// The names of the kind clusters on this machine.
+    pub async fn clusters(&self, echo: LineSink<'_>) -> Result<Vec<String>, ProcessError> {
+        let cmd = self.cmd().args(["get", "clusters"]).timeout(Duration::from_secs(60));
+        Ok(self
+            .runner
+            .output(&cmd, echo)
+            .await?
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
     pub async fn create(
         &self,
         name: &str,

@@ -26,6 +26,36 @@ impl Kubectl {
         cmd
     }
 
+    /// `kubectl config view --minify --flatten`: one context of `sources` (a file, or a
+    /// `KUBECONFIG` list `a:b`), with its cluster and user and their certificates inlined, as
+    /// its current context. Handed to helm, kubectl and the tests, it lets them reach nothing else.
+    pub async fn minified_kubeconfig(
+        &self,
+        sources: &std::ffi::OsStr,
+        context: Option<&str>,
+        echo: LineSink<'_>,
+    ) -> Result<String, ProcessError> {
+        let mut cmd = Cmd::new(self.bin.display().to_string())
+            .install_hint(INSTALL)
+            .args(["config", "view", "--minify", "--flatten", "--raw"])
+            .env("KUBECONFIG", sources)
+            .timeout(Duration::from_secs(60));
+        if let Some(context) = context {
+            cmd = cmd.arg("--context").arg(context);
+        }
+        Ok(self.runner.output(&cmd, echo).await?.stdout)
+    }
+
+    /// Asks the API server its version: proves it answers and the credentials work, with no
+    /// permission beyond what every authenticated user has (no node access).
+    pub async fn reachable(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
+        let cmd = self
+            .cmd(target)
+            .args(["version", "--output=json", "--request-timeout=30s"])
+            .timeout(Duration::from_secs(60));
+        self.runner.output(&cmd, echo).await.map(|_| ())
+    }
+
     pub async fn wait_nodes_ready(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
         let cmd = self
             .cmd(target)
