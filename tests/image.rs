@@ -252,3 +252,64 @@ fn save_and_load_round_trip_an_image() {
     });
     docker(&["rmi", "-f", "stagecoach-test/save-load:latest"]);
 }
+
+#[test]
+fn a_tag_that_is_not_a_release_is_refused_before_anything_is_built_or_pushed() {
+    if !docker_available() {
+        return;
+    }
+    let Some(registry) = Registry::start(None) else { return };
+    for tag in ["nightly", "release-1"] {
+        let repository = format!("{}/refused-{tag}", registry.host);
+        let dev = dev_repo(&repository, false);
+        git(dev.dir.path(), &["tag", tag]);
+        let run = stagecoach(dev.dir.path(), &["--no-progress", "build-and-deploy"], &[]);
+        assert_eq!(run.code, 2, "{tag}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "tag `{tag}` is not a release version; tag releases like v1.2.3, 1.2.3, 1.2 or v1.2.3-rc.1; nothing was built or pushed"
+            )),
+            "{tag}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("unit tests ran"), "{tag}: the build ran:\n{}", run.stderr);
+        for reference in [format!("{repository}:{tag}"), format!("{repository}:latest")] {
+            assert!(!docker(&["image", "inspect", &reference]).0, "{reference} was built");
+        }
+        let tags = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}/v2/refused-{tag}/tags/list", registry.host))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&tags.stdout), "404", "{tag}: something was pushed");
+        assert_eq!(qa_commits(&dev), "1", "{tag}: QA was promoted");
+    }
+}
+
+#[test]
+fn a_build_that_is_not_pushed_writes_the_image_but_no_digest() {
+    if !docker_available() {
+        return;
+    }
+    let repository = "stagecoach-test/not-pushed";
+    let dev = dev_repo(repository, false);
+    // QA still holds the digest of an earlier pushed build: it must not survive a new tag.
+    let work = dev.dir.path().join("qa-work");
+    git(dev.dir.path(), &["clone", "-q", dev.qa.to_str().unwrap(), work.to_str().unwrap()]);
+    let values = std::fs::read_to_string(work.join("values.yaml")).unwrap();
+    let stale = format!("sha256:{}", "a".repeat(64));
+    std::fs::write(work.join("values.yaml"), values.replace("digest: \"\"", &format!("digest: \"{stale}\""))).unwrap();
+    git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "pushed earlier"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    let head = git(dev.dir.path(), &["rev-parse", "HEAD"]);
+    stagecoach(dev.dir.path(), &["--no-progress", "build-and-deploy", "--no-push"], &[]).success();
+    let values = git(&dev.qa, &["show", "main:values.yaml"]);
+    assert!(
+        values.contains(&format!("  repository: {repository}\n  tag: {}\n  digest: \"\"\n", &head[..7])),
+        "{values}"
+    );
+    let message = git(&dev.qa, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains(&format!("Image: {repository}:{}\n", &head[..7])) && !message.contains("Image-Digest"));
+    docker(&["rmi", "-f", &format!("{repository}:{}", &head[..7]), &format!("{repository}:latest")]);
+}
