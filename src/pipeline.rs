@@ -107,7 +107,18 @@ pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
                     "qa-promote",
                     vec![
                         clone(config, &config.repositories.qa),
+                        format!(
+                            "set {} {} = {}",
+                            chart_file(config, "values.yaml"),
+                            chart.image_repository_key,
+                            image.repository
+                        ),
                         format!("set {} {} = {tag}", chart_file(config, "values.yaml"), chart.image_tag_key),
+                        format!(
+                            "set {} {} = the pushed manifest digest (empty when not pushed)",
+                            chart_file(config, "values.yaml"),
+                            chart.image_digest_key
+                        ),
                         format!("set {} version = {version}", chart_file(config, "Chart.yaml")),
                         format!("set {} appVersion = {}", chart_file(config, "Chart.yaml"), build.commit),
                         format!("commit and push to {}", config.repositories.qa.branch),
@@ -119,7 +130,9 @@ pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
         Flow::IntegrationTest => {
             let (cluster_up, teardown) = match &config.cluster {
                 Cluster::Kind { name, node_image, cache_dir, config: kind_config } => {
-                    let mut up = Vec::new();
+                    let mut up = vec![format!(
+                        "stop if a kind cluster named {name} exists (this run deletes only what it creates)"
+                    )];
                     if let Some(dir) = cache_dir {
                         up.push(format!("load the cached node image from {} if present", dir.display()));
                     }
@@ -128,51 +141,90 @@ pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
                         let _ = write!(create, " --config {}", file.display());
                     }
                     up.push(create);
-                    (up, vec![stage("cluster-teardown", vec![format!("kind delete cluster --name {name}")])])
+                    (
+                        up,
+                        vec![stage(
+                            "cluster-teardown",
+                            vec![format!("kind delete cluster --name {name}, if this run created it")],
+                        )],
+                    )
                 }
                 Cluster::Existing { kubeconfig, context } => {
                     let kubeconfig = kubeconfig.as_ref().map_or("$KUBECONFIG".to_string(), |p| p.display().to_string());
                     let context = context.as_deref().unwrap_or("its current context");
-                    (vec![format!("use the existing cluster from {kubeconfig} ({context})")], vec![])
+                    (
+                        vec![
+                            format!(
+                                "kubectl config view --minify --flatten: only {context} of {kubeconfig}, for helm, kubectl and the tests"
+                            ),
+                            "kubectl version (no node access needed)".to_string(),
+                        ],
+                        vec![],
+                    )
                 }
             };
-            let load = match &config.cluster {
-                Cluster::Kind { name, .. } => format!(
-                    "kind load docker-image {}:<values {}> --name {name}",
-                    image.repository, chart.image_tag_key
+            let keys = format!("{}, {}, {}", chart.image_repository_key, chart.image_tag_key, chart.image_digest_key);
+            let (load, install_sets) = match &config.cluster {
+                Cluster::Kind { name, .. } => (
+                    format!(
+                        "check its ID, then kind load docker-image <values {}>:<values {}> --name {name}",
+                        chart.image_repository_key, chart.image_tag_key
+                    ),
+                    format!(" --set-string {}= (kind runs the loaded image by tag)", chart.image_digest_key),
                 ),
-                Cluster::Existing { .. } => "the cluster pulls the image from the registry".to_string(),
+                Cluster::Existing { .. } => {
+                    ("the cluster pulls repository:tag@digest from the registry".to_string(), String::new())
+                }
             };
             let mut cleanup = vec![stage(
                 "diagnostics",
-                vec!["on failure: helm status, kubectl get all -A, events, pod logs into the artifacts dir".into()],
+                vec!["on failure: helm status, kubectl get all -A, kubectl events -A, the chart's custom resources, the release's pod logs, unready pods, into the artifacts dir".into()],
             )];
+            if let Cluster::Kind { cache_dir: Some(dir), .. } = &config.cluster {
+                cleanup.push(stage(
+                    "node-image-cache",
+                    vec![format!("after a good run: save the node image into {} if absent", dir.display())],
+                ));
+            }
             cleanup.extend(teardown);
+            let mut prepare = vec![
+                stage("cluster-up", cluster_up),
+                stage(
+                    "dev-checkout",
+                    vec![format!("fetch {} at the QA chart's appVersion commit", config.repositories.dev.url)],
+                ),
+            ];
+            if matches!(config.cluster, Cluster::Kind { .. }) {
+                prepare.push(stage(
+                    "image-prepare",
+                    vec![format!("the image pushed under <values {}> in the local engine (pulled if absent), tagged as the chart names it", chart.image_digest_key)],
+                ));
+            }
             Outline {
                 flow,
                 groups: vec![
-                    vec![
-                        stage("cluster-up", cluster_up),
-                        stage(
-                            "dev-checkout",
-                            vec![format!("fetch {} at the QA chart's appVersion commit", config.repositories.dev.url)],
-                        ),
-                        stage(
-                            "image-prepare",
-                            vec![format!(
-                                "make {}:<values {}> available locally",
-                                image.repository, chart.image_tag_key
-                            )],
-                        ),
-                    ],
+                    vec![stage(
+                        "chart-check",
+                        vec![
+                            format!(
+                                "package {} as {} (leaving out {}) into a private temporary directory",
+                                chart.path.display(),
+                                chart.release_name,
+                                chart.drop.join(", ")
+                            ),
+                            format!("helm template {} <package>{install_sets}", chart.name),
+                            format!(
+                                "every container image must be the one values {keys} name, or in cluster.pulled_images"
+                            ),
+                        ],
+                    )],
+                    prepare,
                     vec![stage("image-load", vec![load])],
                     vec![stage(
                         "helm-install",
                         vec![format!(
-                            "helm upgrade --install {} {} --wait --set {}=<tag>",
-                            chart.name,
-                            chart.path.display(),
-                            chart.image_tag_key
+                            "helm upgrade --install {} <package> --wait --timeout 300s{install_sets}",
+                            chart.name
                         )],
                     )],
                     vec![stage(
@@ -181,7 +233,7 @@ pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
                     )],
                     vec![stage(
                         "release",
-                        vec!["when the chart version has no pre-release part: stagecoach release".into()],
+                        vec!["when the chart version has no pre-release part: publish the installed package".into()],
                     )],
                 ],
                 cleanup,
@@ -451,10 +503,12 @@ pub async fn integration_test(
     let release_auth = credentials::repo_auth(config, release, settings.env, secrets)?;
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
     // whatever lay inside would be installed and packaged with it.
-    let work = tempfile::Builder::new()
-        .prefix("stagecoach-qa-")
-        .tempdir()
-        .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?;
+    let work = Arc::new(
+        tempfile::Builder::new()
+            .prefix("stagecoach-qa-")
+            .tempdir()
+            .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?,
+    );
     let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("stagecoach-artifacts"))
@@ -520,6 +574,7 @@ pub async fn integration_test(
             remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
             commit: chart.app_version.clone(),
             dir: dev_dir.clone(),
+            work: Arc::clone(&work),
         }),
     ];
     if let Some(docker) = docker {

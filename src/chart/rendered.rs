@@ -19,11 +19,12 @@ pub enum RenderedError {
     #[error("the rendered manifests are not YAML ({source_file}): {message}")]
     Yaml { source_file: String, message: String },
     #[error(
-        "the chart would deploy `{image}` ({object}, container {container}, from {source_file}), but this run \
-         prepared `{prepared}` (values {keys}); make the template use those values, or list the image under \
-         cluster.pulled_images if the cluster pulls it itself"
+        "the chart would deploy `{}` ({}, container {}, from {}), but this run prepared `{prepared}` (values \
+         {keys}); make the template use those values, or list the image under cluster.pulled_images if the \
+         cluster pulls it itself",
+        .container.image, .container.object, .container.name, .container.source
     )]
-    Unexpected { image: String, object: String, container: String, source_file: String, prepared: String, keys: String },
+    Unexpected { container: Box<Container>, prepared: String, keys: String },
     #[error("no container of the rendered chart runs the prepared image `{prepared}` (values {keys})")]
     NotDeployed { prepared: String, keys: String },
 }
@@ -111,10 +112,7 @@ pub fn check(containers: &[Container], prepared: &str, pulled: &[String], keys: 
     };
     if let Some(c) = containers.iter().find(|c| !allowed(&c.image)) {
         return Err(RenderedError::Unexpected {
-            image: c.image.clone(),
-            object: c.object.clone(),
-            container: c.name.clone(),
-            source_file: c.source.clone(),
+            container: Box::new(c.clone()),
             prepared: prepared.to_string(),
             keys: keys.to_string(),
         });

@@ -331,6 +331,9 @@ pub struct DevCheckout {
     pub remote: Remote,
     pub commit: String,
     pub dir: PathBuf,
+    /// The run's directory `dir` lies in. The clone holds it: a cancelled stage does not stop
+    /// a blocking clone, which would otherwise write into a directory already removed.
+    pub work: Arc<tempfile::TempDir>,
 }
 
 impl Stage for DevCheckout {
@@ -341,7 +344,13 @@ impl Stage for DevCheckout {
         Box::pin(async move {
             let (git, remote, commit, dir) =
                 (self.git.clone(), self.remote.clone(), self.commit.clone(), self.dir.clone());
-            tokio::task::spawn_blocking(move || git.checkout_commit(&remote, &dir, &commit)).await??;
+            let work = Arc::clone(&self.work);
+            tokio::task::spawn_blocking(move || {
+                let checkout = git.checkout_commit(&remote, &dir, &commit);
+                drop(work);
+                checkout
+            })
+            .await??;
             ctx.detail("commit", &self.commit);
             ctx.detail("dir", self.dir.display().to_string());
             Ok(Outcome::Done)
