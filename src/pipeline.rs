@@ -392,6 +392,12 @@ pub async fn build_and_deploy(
         }))
 }
 
+/// How a release packages the chart; QA packages it the same way, so what it installs is
+/// what a release publishes.
+fn package_options(config: &Config) -> crate::chart::package::Options {
+    crate::chart::package::Options { rename: Some(config.chart.release_name.clone()), drop: config.chart.drop.clone() }
+}
+
 fn image_keys(config: &Config) -> crate::stages::ImageKeys {
     crate::stages::ImageKeys {
         repository: config.chart.image_repository_key.clone(),
@@ -403,7 +409,6 @@ fn image_keys(config: &Config) -> crate::stages::ImageKeys {
 /// What a QA run reads from the QA checkout's chart before anything runs.
 pub struct QaChart {
     pub dir: std::path::PathBuf,
-    pub version: String,
     /// The DEV commit the chart was built from.
     pub app_version: String,
     /// The image as values.yaml names it.
@@ -454,7 +459,7 @@ pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
         tag: required(&keys.image_tag_key)?,
         digest,
     };
-    Ok(QaChart { version: meta.version, app_version, image, has_digest_key, dir })
+    Ok(QaChart { app_version, image, has_digest_key, dir })
 }
 
 fn tool(
@@ -556,10 +561,6 @@ pub async fn integration_test(
         None => (chart.image.pinned(), vec![]),
     };
     let facts = crate::stages::SharedFacts::default();
-    let package_options = crate::chart::package::Options {
-        rename: Some(config.chart.release_name.clone()),
-        drop: config.chart.drop.clone(),
-    };
     let install = crate::tools::helm::Install {
         release: config.chart.name.clone(),
         chart: work.path().join("chart.tgz"),
@@ -589,7 +590,7 @@ pub async fn integration_test(
         .then(ChartCheck {
             helm: helm.clone(),
             chart_dir: chart.dir.clone(),
-            package: package_options,
+            package: package_options(config),
             install: install.clone(),
             prepared,
             pulled: config.pulled_images.clone(),
@@ -657,8 +658,7 @@ fn release_stage(
         git: Git2::new(secrets.clone()),
         remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth },
         chart_dir: config.resolve(&config.chart.path),
-        release_name: config.chart.release_name.clone(),
-        drop: config.chart.drop.clone(),
+        package: package_options(config),
         base_url: config.chart.base_url.clone(),
         author: Author::default(),
         dry_run: settings.dry_run,

@@ -15,8 +15,8 @@ pub struct Release {
     pub remote: Remote,
     /// The chart directory of the QA checkout.
     pub chart_dir: PathBuf,
-    pub release_name: String,
-    pub drop: Vec<String>,
+    /// How the chart is packaged: under its release name, CI files left out.
+    pub package: package::Options,
     pub base_url: Option<String>,
     pub author: Author,
     pub dry_run: bool,
@@ -153,8 +153,7 @@ impl Release {
         {
             return Ok(package);
         }
-        let options = package::Options { rename: Some(self.release_name.clone()), drop: self.drop.clone() };
-        Ok(package::package(&self.chart_dir, &options)?)
+        Ok(package::package(&self.chart_dir, &self.package)?)
     }
 
     /// The package must be the chart QA tested: same appVersion, same package digest.
