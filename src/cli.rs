@@ -115,7 +115,10 @@ enum Commands {
     Chart(ChartCommands),
     /// Print the stages a command would run, with the concrete actions of each; changes nothing
     #[command(long_about = "Prints the stages of build-and-deploy, integration-test and release (or only FLOW) in \
-        order, with the concrete actions each would take for the commit being built.\n\n\
+        order, with the concrete actions each would take for the commit being built. The stages describe \
+        themselves (the command lines are the ones the run starts); nothing is connected to or created, and \
+        what is not at hand is named instead: a missing tool by its name, the QA chart's values as \
+        <values KEY>.\n\n\
         Changes: nothing.\n\
         Reads: STAGECOACH_CONFIG, the variables used as ${VAR} in the pipeline file, and the CI variables \
         (or the local git checkout) to know what is being built.")]

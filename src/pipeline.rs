@@ -1,11 +1,11 @@
-//! The stages of each command, in order, with the concrete actions each will take: what
-//! `stagecoach plan` prints and what the commands run.
+//! The runnable plans of each command, and what `stagecoach plan` prints of them: the stages
+//! describe themselves, so the plan is the run's own account and cannot drift from it. This is
+//! the only place where real adapters are plugged in.
 
 use std::fmt::Write as _;
 
 use crate::ci::BuildInfo;
-use crate::config::{Cluster, Command, Config, Repository, format_duration};
-use crate::process::shell_quote;
+use crate::config::Config;
 
 /// The commands that run a pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,29 +27,7 @@ impl Flow {
     }
 }
 
-/// A stage as the plan shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedStage {
-    pub name: &'static str,
-    pub actions: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outline {
-    pub flow: Flow,
-    /// Groups run in order; the stages of a group run at the same time.
-    pub groups: Vec<Vec<PlannedStage>>,
-    pub cleanup: Vec<PlannedStage>,
-}
-
-fn stage(name: &'static str, actions: Vec<String>) -> PlannedStage {
-    PlannedStage { name, actions }
-}
-
-fn shell(command: &Command) -> String {
-    format!("sh -c {} (timeout {})", shell_quote(&command.run), format_duration(command.timeout))
-}
-
+/// Which credentials a stage uses, as the plan names them (never their values).
 fn credentials(config: &Config, name: Option<&str>) -> String {
     match name.and_then(|n| config.credentials.get(n).map(|c| (n, c))) {
         Some((name, credential)) => format!("credentials `{name}`: {}", credential.describe()),
@@ -57,221 +35,14 @@ fn credentials(config: &Config, name: Option<&str>) -> String {
     }
 }
 
-fn clone(config: &Config, repo: &Repository) -> String {
-    format!("clone {} (branch {}, {})", repo.url, repo.branch, credentials(config, repo.credentials.as_deref()))
-}
-
-/// A file of the chart, relative to the QA repository root.
-fn chart_file(config: &Config, name: &str) -> String {
-    if config.chart.path == std::path::Path::new(".") {
-        name.to_string()
-    } else {
-        config.chart.path.join(name).display().to_string()
-    }
-}
-
-pub fn outline(flow: Flow, config: &Config, build: &BuildInfo) -> Outline {
-    let image = &config.image;
-    let chart = &config.chart;
-    let tag = build.image_tag();
-    let version = match &build.tag {
-        Some(tag) => format!("the release version of tag {tag}"),
-        None => format!("the next patch of the QA chart's version, pre-release dev.{}", build.short),
-    };
-    match flow {
-        Flow::BuildAndDeploy => Outline {
-            flow,
-            groups: vec![
-                vec![stage("build", vec![shell(&config.commands.build)])],
-                vec![stage("unit-tests", vec![shell(&config.commands.unit_tests)])],
-                vec![stage(
-                    "image-build",
-                    vec![format!(
-                        "docker build -f {} {} as {}:{tag} and {}:latest",
-                        image.dockerfile.display(),
-                        image.context.display(),
-                        image.repository,
-                        image.repository
-                    )],
-                )],
-                vec![stage(
-                    "image-push",
-                    vec![format!(
-                        "push {}:{tag} and {}:latest ({})",
-                        image.repository,
-                        image.repository,
-                        credentials(config, image.credentials.as_deref())
-                    )],
-                )],
-                vec![stage(
-                    "qa-promote",
-                    vec![
-                        clone(config, &config.repositories.qa),
-                        format!(
-                            "set {} {} = {}",
-                            chart_file(config, "values.yaml"),
-                            chart.image_repository_key,
-                            image.repository
-                        ),
-                        format!("set {} {} = {tag}", chart_file(config, "values.yaml"), chart.image_tag_key),
-                        format!(
-                            "set {} {} = the pushed manifest digest (empty when not pushed)",
-                            chart_file(config, "values.yaml"),
-                            chart.image_digest_key
-                        ),
-                        format!("set {} version = {version}", chart_file(config, "Chart.yaml")),
-                        format!("set {} appVersion = {}", chart_file(config, "Chart.yaml"), build.commit),
-                        format!("commit and push to {}", config.repositories.qa.branch),
-                    ],
-                )],
-            ],
-            cleanup: vec![],
-        },
-        Flow::IntegrationTest => {
-            let (cluster_up, teardown) = match &config.cluster {
-                Cluster::Kind { name, node_image, cache_dir, config: kind_config } => {
-                    let mut up = vec![format!(
-                        "stop if a kind cluster named {name} exists (this run deletes only what it creates)"
-                    )];
-                    if let Some(dir) = cache_dir {
-                        up.push(format!("load the cached node image from {} if present", dir.display()));
-                    }
-                    let mut create = format!("kind create cluster --name {name} --image {node_image} --wait");
-                    if let Some(file) = kind_config {
-                        let _ = write!(create, " --config {}", file.display());
-                    }
-                    up.push(create);
-                    (
-                        up,
-                        vec![stage(
-                            "cluster-teardown",
-                            vec![format!("kind delete cluster --name {name}, if this run created it")],
-                        )],
-                    )
-                }
-                Cluster::Existing { kubeconfig, context } => {
-                    let kubeconfig = kubeconfig.as_ref().map_or("$KUBECONFIG".to_string(), |p| p.display().to_string());
-                    let context = context.as_deref().unwrap_or("its current context");
-                    (
-                        vec![
-                            format!(
-                                "kubectl config view --minify --flatten: only {context} of {kubeconfig}, for helm, kubectl and the tests"
-                            ),
-                            "kubectl version (no node access needed)".to_string(),
-                        ],
-                        vec![],
-                    )
-                }
-            };
-            let keys = format!("{}, {}, {}", chart.image_repository_key, chart.image_tag_key, chart.image_digest_key);
-            let (load, install_sets) = match &config.cluster {
-                Cluster::Kind { name, .. } => (
-                    format!(
-                        "check its ID, then kind load docker-image <values {}>:<values {}> --name {name}",
-                        chart.image_repository_key, chart.image_tag_key
-                    ),
-                    format!(" --set-string {}= (kind runs the loaded image by tag)", chart.image_digest_key),
-                ),
-                Cluster::Existing { .. } => {
-                    ("the cluster pulls repository:tag@digest from the registry".to_string(), String::new())
-                }
-            };
-            let mut cleanup = vec![stage(
-                "diagnostics",
-                vec!["on failure: helm status, kubectl get all -A, kubectl events -A, the chart's custom resources, the release's pod logs, unready pods, into the artifacts dir".into()],
-            )];
-            if let Cluster::Kind { cache_dir: Some(dir), .. } = &config.cluster {
-                cleanup.push(stage(
-                    "node-image-cache",
-                    vec![format!("after a good run: save the node image into {} if absent", dir.display())],
-                ));
-            }
-            cleanup.extend(teardown);
-            let mut prepare = vec![
-                stage("cluster-up", cluster_up),
-                stage(
-                    "dev-checkout",
-                    vec![format!("fetch {} at the QA chart's appVersion commit", config.repositories.dev.url)],
-                ),
-            ];
-            if matches!(config.cluster, Cluster::Kind { .. }) {
-                prepare.push(stage(
-                    "image-prepare",
-                    vec![format!("the image pushed under <values {}> in the local engine (pulled if absent), tagged as the chart names it", chart.image_digest_key)],
-                ));
-            }
-            Outline {
-                flow,
-                groups: vec![
-                    vec![stage(
-                        "chart-check",
-                        vec![
-                            format!(
-                                "package {} as {} (leaving out {}) into a private temporary directory",
-                                chart.path.display(),
-                                chart.release_name,
-                                chart.drop.join(", ")
-                            ),
-                            format!("helm template {} <package>{install_sets}", chart.name),
-                            format!(
-                                "every container image must be the one values {keys} name, or in cluster.pulled_images"
-                            ),
-                        ],
-                    )],
-                    prepare,
-                    vec![stage("image-load", vec![load])],
-                    vec![stage(
-                        "helm-install",
-                        vec![format!(
-                            "helm upgrade --install {} <package> --wait --timeout 300s{install_sets}",
-                            chart.name
-                        )],
-                    )],
-                    vec![stage(
-                        "integration-tests",
-                        vec![format!("{} with KUBECONFIG of the cluster", shell(&config.commands.integration_tests))],
-                    )],
-                    vec![stage(
-                        "release",
-                        vec!["when the chart version has no pre-release part: publish the installed package".into()],
-                    )],
-                ],
-                cleanup,
-            }
-        }
-        Flow::Release => Outline {
-            flow,
-            groups: vec![
-                vec![stage(
-                    "package",
-                    vec![format!(
-                        "package {} as {} (leaving out {})",
-                        chart.path.display(),
-                        chart.release_name,
-                        chart.drop.join(", ")
-                    )],
-                )],
-                vec![stage(
-                    "publish",
-                    vec![
-                        clone(config, &config.repositories.release),
-                        format!("merge {}-<version>.tgz into index.yaml", chart.release_name),
-                        format!("commit and push to {}", config.repositories.release.branch),
-                    ],
-                )],
-            ],
-            cleanup: vec![],
-        },
-    }
-}
-
-/// The plan as `stagecoach plan` prints it.
-pub fn render(outline: &Outline, build: &BuildInfo) -> String {
+/// A plan as `stagecoach plan` and a dry run print it, from the stages' own descriptions.
+pub fn render(flow: Flow, plan: &Plan, build: &BuildInfo) -> String {
     let mut out = String::new();
     let branch = build.branch.as_deref().map(|b| format!("branch {b}, ")).unwrap_or_default();
-    let _ = writeln!(out, "{}", outline.flow.command());
+    let _ = writeln!(out, "{}", flow.command());
     let _ = writeln!(out, "  commit {} ({branch}{}), image tag {}", build.commit, build.provider, build.image_tag());
-    for (index, group) in outline.groups.iter().enumerate() {
+    let (groups, cleanup) = plan.describe();
+    for (index, group) in groups.iter().enumerate() {
         for (member, planned) in group.iter().enumerate() {
             let number = if member == 0 { format!("{}.", index + 1) } else { String::new() };
             let parallel = if group.len() > 1 { " (parallel)" } else { "" };
@@ -281,9 +52,9 @@ pub fn render(outline: &Outline, build: &BuildInfo) -> String {
             }
         }
     }
-    if !outline.cleanup.is_empty() {
+    if !cleanup.is_empty() {
         let _ = writeln!(out, "  always, also on failure or Ctrl-C:");
-        for planned in &outline.cleanup {
+        for planned in &cleanup {
             let _ = writeln!(out, "      {}", planned.name);
             for action in &planned.actions {
                 let _ = writeln!(out, "        {action}");
@@ -294,7 +65,7 @@ pub fn render(outline: &Outline, build: &BuildInfo) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The runnable plans: the only place where real adapters are plugged in.
+// The runnable plans.
 
 use std::sync::Arc;
 
@@ -329,6 +100,56 @@ pub struct RunSettings<'a> {
     pub env: crate::config::Env<'a>,
     /// build-and-deploy --no-push: build the image, push it nowhere.
     pub no_push: bool,
+    /// Build the plan only to print it: nothing is connected to, resolved or created, and what
+    /// is not at hand (a tool, the QA chart) is named instead.
+    pub describe_only: bool,
+}
+
+impl RunSettings<'_> {
+    fn registry_auth(
+        &self,
+        config: &Config,
+        secrets: &mut Secrets,
+    ) -> Result<Option<crate::tools::docker::RegistryAuth>, SetupError> {
+        if self.describe_only {
+            return Ok(None);
+        }
+        Ok(credentials::registry_auth(config, self.env, secrets)?)
+    }
+
+    fn repo_auth(
+        &self,
+        config: &Config,
+        repo: &crate::config::Repository,
+        secrets: &mut Secrets,
+    ) -> Result<crate::tools::git::Auth, SetupError> {
+        if self.describe_only {
+            return Ok(crate::tools::git::Auth::None);
+        }
+        Ok(credentials::repo_auth(config, repo, self.env, secrets)?)
+    }
+
+    async fn engine(&self, secrets: &Secrets) -> Result<Arc<DockerEngine>, SetupError> {
+        Ok(Arc::new(if self.describe_only {
+            DockerEngine::unconnected(secrets.clone())?
+        } else {
+            DockerEngine::connect(secrets.clone()).await?
+        }))
+    }
+
+    /// `configured`, or `name` on PATH; a plan names a missing tool instead of failing.
+    fn tool(
+        &self,
+        name: &'static str,
+        configured: Option<&std::path::Path>,
+        install: &'static str,
+    ) -> Result<std::path::PathBuf, SetupError> {
+        let path = (self.env)("PATH").map(std::ffi::OsString::from);
+        match crate::tools::cli_tool::find(name, configured, path.as_deref(), install) {
+            Err(_) if self.describe_only => Ok(configured.map_or_else(|| name.into(), Into::into)),
+            found => Ok(found?),
+        }
+    }
 }
 
 /// build-and-deploy: build, unit tests, image build and push, QA promotion.
@@ -340,13 +161,15 @@ pub async fn build_and_deploy(
 ) -> Result<Plan, SetupError> {
     // The tag, credentials and the engine are checked before anything runs: a tag that cannot
     // be a chart version, or a missing token, should not cost a build, a push or `:latest`.
-    if let Some(tag) = &build.tag {
+    if let Some(tag) = &build.tag
+        && !settings.describe_only
+    {
         crate::version::release_version(tag)?;
     }
-    let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
+    let registry_auth = settings.registry_auth(config, secrets)?;
     let qa = &config.repositories.qa;
-    let qa_auth = credentials::repo_auth(config, qa, settings.env, secrets)?;
-    let images = Arc::new(DockerEngine::connect(secrets.clone()).await?);
+    let qa_auth = settings.repo_auth(config, qa, secrets)?;
+    let images = settings.engine(secrets).await?;
     let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
     let facts = crate::stages::SharedFacts::default();
     let tag = build.image_tag().to_string();
@@ -373,6 +196,7 @@ pub async fn build_and_deploy(
             repository: config.image.repository.clone(),
             tag,
             auth: registry_auth,
+            credentials: credentials(config, config.image.credentials.as_deref()),
             dry_run: settings.dry_run,
             no_push: settings.no_push,
             facts: Arc::clone(&facts),
@@ -380,6 +204,7 @@ pub async fn build_and_deploy(
         .then(PromoteToQa {
             git: Git2::new(secrets.clone()),
             remote: Remote { url: qa.url.clone(), branch: qa.branch.clone(), auth: qa_auth },
+            credentials: credentials(config, qa.credentials.as_deref()),
             chart_path: config.chart.path.clone(),
             keys: image_keys(config),
             repository: config.image.repository.clone(),
@@ -415,6 +240,23 @@ pub struct QaChart {
     pub image: crate::stages::qa::QaImage,
     /// Whether values.yaml has the digest key (an install by tag clears it).
     pub has_digest_key: bool,
+}
+
+impl QaChart {
+    /// What a plan shows where the QA chart is not at hand (`plan` in the DEV repository).
+    fn unread(config: &Config) -> Self {
+        let keys = &config.chart;
+        QaChart {
+            dir: config.resolve(&keys.path),
+            app_version: "<Chart.yaml appVersion>".into(),
+            image: crate::stages::qa::QaImage {
+                repository: format!("<values {}>", keys.image_repository_key),
+                tag: format!("<values {}>", keys.image_tag_key),
+                digest: Some(format!("<values {}>", keys.image_digest_key)),
+            },
+            has_digest_key: true,
+        }
+    }
 }
 
 pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
@@ -462,16 +304,6 @@ pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
     Ok(QaChart { app_version, image, has_digest_key, dir })
 }
 
-fn tool(
-    name: &'static str,
-    configured: Option<&std::path::Path>,
-    env: crate::config::Env<'_>,
-    install: &'static str,
-) -> Result<std::path::PathBuf, SetupError> {
-    let path = env("PATH").map(std::ffi::OsString::from);
-    Ok(crate::tools::cli_tool::find(name, configured, path.as_deref(), install)?)
-}
-
 /// integration-test: the chart checked, then cluster ∥ DEV checkout ∥ image, image load, helm
 /// install of the checked package, tests, release; diagnostics, node image cache and teardown
 /// as cleanup. Everything the run writes lives in a private directory removed when it ends.
@@ -487,33 +319,41 @@ pub async fn integration_test(
     use crate::tools::kind::{self, Kind};
     use crate::tools::kubectl::{self, Kubectl};
 
-    let chart = read_qa_chart(config)?;
+    let chart = match read_qa_chart(config) {
+        Err(_) if settings.describe_only => QaChart::unread(config),
+        chart => chart?,
+    };
     let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
     let kind_bin = match &config.cluster {
-        Provider::Kind { .. } => Some(tool("kind", config.tools.kind.as_deref(), settings.env, kind::INSTALL)?),
+        Provider::Kind { .. } => Some(settings.tool("kind", config.tools.kind.as_deref(), kind::INSTALL)?),
         Provider::Existing { .. } => None,
     };
     let helm = Helm {
-        bin: tool("helm", config.tools.helm.as_deref(), settings.env, crate::tools::helm::INSTALL)?,
+        bin: settings.tool("helm", config.tools.helm.as_deref(), crate::tools::helm::INSTALL)?,
         runner: process.clone(),
     };
     let kubectl = Kubectl {
-        bin: tool("kubectl", config.tools.kubectl.as_deref(), settings.env, kubectl::INSTALL)?,
+        bin: settings.tool("kubectl", config.tools.kubectl.as_deref(), kubectl::INSTALL)?,
         runner: process.clone(),
     };
-    let registry_auth = credentials::registry_auth(config, settings.env, secrets)?;
+    let registry_auth = settings.registry_auth(config, secrets)?;
     let dev = &config.repositories.dev;
-    let dev_auth = credentials::repo_auth(config, dev, settings.env, secrets)?;
+    let dev_auth = settings.repo_auth(config, dev, secrets)?;
     let release = &config.repositories.release;
-    let release_auth = credentials::repo_auth(config, release, settings.env, secrets)?;
+    let release_auth = settings.repo_auth(config, release, secrets)?;
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
-    // whatever lay inside would be installed and packaged with it.
-    let work = Arc::new(
-        tempfile::Builder::new()
-            .prefix("stagecoach-qa-")
-            .tempdir()
-            .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?,
-    );
+    // whatever lay inside would be installed and packaged with it. A plan creates none.
+    let work = match settings.describe_only {
+        true => None,
+        false => Some(Arc::new(
+            tempfile::Builder::new()
+                .prefix("stagecoach-qa-")
+                .tempdir()
+                .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?,
+        )),
+    };
+    let work_dir =
+        work.as_ref().map_or_else(|| std::env::temp_dir().join("stagecoach-qa-XXXXXX"), |w| w.path().to_path_buf());
     let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("stagecoach-artifacts"))
@@ -524,7 +364,7 @@ pub async fn integration_test(
     // pulls the image itself, pinned by digest.
     let (cluster, docker): (Arc<dyn Cluster>, _) = match &config.cluster {
         Provider::Kind { name, node_image, cache_dir, config: kind_config } => {
-            let docker = Arc::new(DockerEngine::connect(secrets.clone()).await?);
+            let docker = settings.engine(secrets).await?;
             let cluster = KindCluster {
                 kind: Kind { bin: kind_bin.clone().unwrap_or_default(), runner: process.clone() },
                 kubectl: kubectl.clone(),
@@ -533,7 +373,7 @@ pub async fn integration_test(
                 node_image: node_image.clone(),
                 cache_dir: cache_dir.clone(),
                 config: kind_config.as_ref().map(|c| config.resolve(c)),
-                kubeconfig: work.path().join("kubeconfig"),
+                kubeconfig: work_dir.join("kubeconfig"),
                 created: Default::default(),
             };
             (Arc::new(cluster), Some(docker))
@@ -549,7 +389,7 @@ pub async fn integration_test(
                 kubectl: kubectl.clone(),
                 sources,
                 context: context.clone(),
-                kubeconfig: work.path().join("kubeconfig"),
+                kubeconfig: work_dir.join("kubeconfig"),
             };
             (Arc::new(cluster), None)
         }
@@ -563,11 +403,11 @@ pub async fn integration_test(
     let facts = crate::stages::SharedFacts::default();
     let install = crate::tools::helm::Install {
         release: config.chart.name.clone(),
-        chart: work.path().join("chart.tgz"),
+        chart: work_dir.join("chart.tgz"),
         sets,
         timeout: std::time::Duration::from_secs(300),
     };
-    let dev_dir = work.path().join("dev");
+    let dev_dir = work_dir.join("dev");
     let mut prepare: Vec<Box<dyn crate::runner::Stage>> = vec![
         Box::new(ClusterUp(Arc::clone(&cluster))),
         Box::new(DevCheckout {
@@ -575,7 +415,7 @@ pub async fn integration_test(
             remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
             commit: chart.app_version.clone(),
             dir: dev_dir.clone(),
-            work: Arc::clone(&work),
+            work: work.clone(),
         }),
     ];
     if let Some(docker) = docker {
@@ -641,7 +481,7 @@ pub fn release(
     expect: crate::stages::Expectation,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
-    let auth = credentials::repo_auth(config, &config.repositories.release, settings.env, secrets)?;
+    let auth = settings.repo_auth(config, &config.repositories.release, secrets)?;
     Ok(Plan::new().then(release_stage(config, settings, auth, expect, secrets)))
 }
 
@@ -657,6 +497,7 @@ fn release_stage(
     crate::stages::release::Release {
         git: Git2::new(secrets.clone()),
         remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth },
+        credentials: credentials(config, release.credentials.as_deref()),
         chart_dir: config.resolve(&config.chart.path),
         package: package_options(config),
         base_url: config.chart.base_url.clone(),

@@ -24,7 +24,17 @@ pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StageErro
 /// `run` only receives the per-run context.
 pub trait Stage: Send + Sync {
     fn name(&self) -> &str;
+    /// What `run` will do, concretely, from the stage's own settings: `stagecoach plan` and a
+    /// dry run print this, so the plan cannot drift from the run.
+    fn describe(&self) -> Vec<String>;
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a>;
+}
+
+/// A stage as a plan shows it: its name and what it will do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStage {
+    pub name: String,
+    pub actions: Vec<String>,
 }
 
 /// How a stage that did not fail ended.
@@ -93,6 +103,16 @@ impl Plan {
     pub fn keep_until_done(mut self, resource: impl std::any::Any + Send + Sync) -> Self {
         self.resources.push(Box::new(resource));
         self
+    }
+
+    /// The groups in order (stages of a group run at the same time) and the cleanup stages, as
+    /// the stages describe themselves.
+    pub fn describe(&self) -> (Vec<Vec<PlannedStage>>, Vec<PlannedStage>) {
+        let planned = |stage: &dyn Stage| PlannedStage { name: stage.name().to_string(), actions: stage.describe() };
+        (
+            self.groups.iter().map(|group| group.iter().map(|s| planned(s.as_ref())).collect()).collect(),
+            self.cleanup.iter().map(|s| planned(s.as_ref())).collect(),
+        )
     }
 }
 
@@ -424,6 +444,9 @@ mod tests {
     impl Stage for Step {
         fn name(&self) -> &str {
             self.name
+        }
+        fn describe(&self) -> Vec<String> {
+            vec![format!("step {}", self.name)]
         }
         fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
             Box::pin(async move {

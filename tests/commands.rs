@@ -108,8 +108,7 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
         "always, also on failure or Ctrl-C:",
         "cluster-teardown",
         "release",
-        "1.  package",
-        "2.  publish",
+        "1.  release",
     ];
     let mut at = 0;
     for step in order {
@@ -123,6 +122,7 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
         format!("127.0.0.1:5000/bitcoin-operator:{short} and 127.0.0.1:5000/bitcoin-operator:latest"),
         "credentials `registry`: user bot, password $DOCKER_PASSWORD".to_string(),
         "clone https://git.example/qa.git (branch main, credentials `git`: token $GITHUB_TOKEN)".to_string(),
+        "set values.yaml image.repository = 127.0.0.1:5000/bitcoin-operator".to_string(),
         format!("set values.yaml image.tag = {short}"),
         format!("set Chart.yaml appVersion = {head}"),
         "kind create cluster --name stagecoach --image kindest/node:v1.33.1 --wait".to_string(),

@@ -280,8 +280,38 @@ fn a_dev_build_runs_in_order_in_parallel_where_declared_and_caches_the_node_imag
         "{calls:#?}"
     );
 
-    // cluster-up (2 s) and the DEV checkout ran at the same time.
+    // The plan is the run's own account: a dry run names the same stages, in the same groups,
+    // and the very command lines the run started (but for the temporary directory's name).
     let report = qa.report();
+    let plan = qa.run(&["--dry-run", "integration-test"], &[]);
+    plan.success();
+    let work = helm.split_whitespace().nth(4).unwrap().trim_end_matches("/chart.tgz").rsplit('/').next().unwrap();
+    let planned = plan.stdout.replace("stagecoach-qa-XXXXXX", work);
+    for call in [template, helm, &calls[positions[2]], &calls[positions[4]], &calls[positions[7]]] {
+        assert!(planned.contains(call.as_str()), "the plan lacks {call:?}:\n{planned}");
+    }
+    let names = |key: &str| -> Vec<String> {
+        report[key].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    };
+    let stages: Vec<String> = names("stages").into_iter().chain(names("cleanup")).collect();
+    let listed: Vec<String> = plan
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("  ") && !l.starts_with("        ") && !l.contains("commit ") && !l.contains("always,")
+        })
+        .map(|l| {
+            l.trim()
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .trim()
+                .trim_end_matches(" (parallel)")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(listed, stages, "{}", plan.stdout);
+    assert_eq!(qa.calls().len(), calls.len(), "the dry run started a tool");
+
+    // cluster-up (2 s) and the DEV checkout ran at the same time.
     let (up, checkout) = (stage(&report, "cluster-up"), stage(&report, "dev-checkout"));
     let up_end = up["started_ms"].as_u64().unwrap() + up["duration_ms"].as_u64().unwrap();
     assert!(up["duration_ms"].as_u64().unwrap() >= 2000, "{up}");

@@ -63,15 +63,18 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
         Action::Plan { flow } => {
             let (config, build) = load(&global, outside)?;
             let flows = flow.map_or(Flow::ALL.to_vec(), |f| vec![f]);
-            let text: Vec<String> =
-                flows.iter().map(|f| pipeline::render(&pipeline::outline(*f, &config, &build), &build)).collect();
+            let flags = crate::cli::RunFlags::default();
+            let text = flows
+                .iter()
+                .map(|f| describe(*f, &global, outside, &config, &build, &flags))
+                .collect::<Result<Vec<String>, AppError>>()?;
             write(stdout, &text.join("\n"))
         }
         Action::Run { flow, flags } => {
             let (config, build) = load(&global, outside)?;
             if global.dry_run && flow == Flow::IntegrationTest {
                 // A dry run of QA brings nothing up: it shows what would run.
-                let text = pipeline::render(&pipeline::outline(flow, &config, &build), &build);
+                let text = describe(flow, &global, outside, &config, &build, &flags)?;
                 return write(stdout, &format!("{text}dry run: nothing was run\n"));
             }
             execute(flow, &global, outside, &config, &build, &flags)
@@ -106,6 +109,65 @@ fn source_dir<'a>(config: &'a Config, cwd: &'a Path) -> &'a Path {
     if config.root.is_dir() { &config.root } else { cwd }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AppError::Io { what: "starting the async runtime".into(), source })
+}
+
+/// The stages a flow would run, as they describe themselves; nothing is connected or written.
+fn describe(
+    flow: Flow,
+    global: &Global,
+    outside: &Outside<'_>,
+    config: &Config,
+    build: &BuildInfo,
+    flags: &crate::cli::RunFlags,
+) -> Result<String, AppError> {
+    let settings = pipeline::RunSettings {
+        dry_run: global.dry_run,
+        verbose: global.verbose > 0,
+        run_id: "<run id>".into(),
+        env: outside.env,
+        no_push: flags.no_push,
+        describe_only: true,
+    };
+    let mut secrets = crate::credentials::known_secrets(config, outside.env);
+    let plan = runtime()?.block_on(plan_of(flow, config, build, &settings, flags, &mut secrets))?;
+    Ok(pipeline::render(flow, &plan, build))
+}
+
+/// The plan of a flow: the same for a run and for a description of it.
+async fn plan_of(
+    flow: Flow,
+    config: &Config,
+    build: &BuildInfo,
+    settings: &pipeline::RunSettings<'_>,
+    flags: &crate::cli::RunFlags,
+    secrets: &mut crate::secrets::Secrets,
+) -> Result<crate::runner::Plan, AppError> {
+    let plan = match flow {
+        Flow::BuildAndDeploy => pipeline::build_and_deploy(config, build, settings, secrets).await,
+        Flow::IntegrationTest => pipeline::integration_test(config, settings, flags.keep_cluster, secrets).await,
+        Flow::Release => {
+            let expect = match (settings.describe_only, flags.tested.is_none() && !flags.untested) {
+                // `plan release`: what a release with --tested checks, named.
+                (true, true) => crate::stages::Expectation::Record(crate::stages::Tested {
+                    app_version: "<from the --tested run record>".into(),
+                    digest: "<from the --tested run record>".into(),
+                }),
+                _ => tested_record(flags)?,
+            };
+            pipeline::release(config, settings, expect, secrets)
+        }
+    };
+    plan.map_err(|e| match e {
+        pipeline::SetupError::Docker(e) => AppError::Failed(secrets.mask(&e.to_string()).into_owned()),
+        other => AppError::Credentials(secrets.mask(&other.to_string()).into_owned()),
+    })
+}
+
 /// Runs a flow's stages: progress on stderr, the summary table, the run record.
 fn execute(
     flow: Flow,
@@ -117,11 +179,7 @@ fn execute(
 ) -> Result<(), AppError> {
     use std::io::IsTerminal;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| AppError::Io { what: "starting the async runtime".into(), source })?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let started = std::time::SystemTime::now();
         let started_unix_ms = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let run_id = format!("{started_unix_ms:x}-{:x}", std::process::id());
@@ -132,21 +190,9 @@ fn execute(
             run_id: run_id.clone(),
             env: outside.env,
             no_push: flags.no_push,
+            describe_only: false,
         };
-        let plan = match flow {
-            Flow::BuildAndDeploy => pipeline::build_and_deploy(config, build, &settings, &mut secrets).await,
-            Flow::IntegrationTest => {
-                pipeline::integration_test(config, &settings, flags.keep_cluster, &mut secrets).await
-            }
-            Flow::Release => match tested_record(flags) {
-                Ok(expect) => pipeline::release(config, &settings, expect, &mut secrets),
-                Err(e) => return Err(e),
-            },
-        }
-        .map_err(|e| match e {
-            pipeline::SetupError::Docker(e) => AppError::Failed(secrets.mask(&e.to_string()).into_owned()),
-            other => AppError::Credentials(secrets.mask(&other.to_string()).into_owned()),
-        })?;
+        let plan = plan_of(flow, config, build, &settings, flags, &mut secrets).await?;
 
         let display = crate::report::Display::choose(
             outside.env,

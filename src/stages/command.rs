@@ -3,8 +3,13 @@
 use std::path::PathBuf;
 
 use crate::config::Command;
-use crate::process::{Cmd, Runner};
+use crate::process::{Cmd, Runner, shell_quote};
 use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+
+/// `sh -c '…' (timeout 30m)`: a pipeline command as it will run.
+pub fn describe(command: &Command) -> String {
+    format!("sh -c {} (timeout {})", shell_quote(&command.run), crate::config::format_duration(command.timeout))
+}
 
 pub struct RunCommand {
     pub name: &'static str,
@@ -17,6 +22,10 @@ pub struct RunCommand {
 impl Stage for RunCommand {
     fn name(&self) -> &str {
         self.name
+    }
+
+    fn describe(&self) -> Vec<String> {
+        vec![format!("{} in {}", describe(&self.command), self.cwd.display())]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {

@@ -66,6 +66,11 @@ impl<I: Images> Stage for BuildImage<I> {
         "image-build"
     }
 
+    fn describe(&self) -> Vec<String> {
+        let (dockerfile, context) = (self.dockerfile.display(), self.context.display());
+        vec![format!("docker build -f {dockerfile} {context} as {0}:{1} and {0}:latest", self.repository, self.tag)]
+    }
+
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let (context, dockerfile) = (self.context.clone(), self.dockerfile.clone());
@@ -89,6 +94,8 @@ pub struct PushImage<I> {
     pub repository: String,
     pub tag: String,
     pub auth: Option<RegistryAuth>,
+    /// Which credentials `auth` came from, for plans.
+    pub credentials: String,
     pub dry_run: bool,
     pub no_push: bool,
     pub facts: SharedFacts,
@@ -97,6 +104,16 @@ pub struct PushImage<I> {
 impl<I: Images> Stage for PushImage<I> {
     fn name(&self) -> &str {
         "image-push"
+    }
+
+    fn describe(&self) -> Vec<String> {
+        if self.no_push {
+            return vec![format!("--no-push: {}:{} stays in the local engine", self.repository, self.tag)];
+        }
+        vec![format!(
+            "push {0}:{1} and {0}:latest ({2}); keep the manifest digest",
+            self.repository, self.tag, self.credentials
+        )]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {

@@ -97,7 +97,18 @@ pub trait Cluster: Send + Sync {
     fn keep(&self) -> Result<Outcome, StageError>;
     /// Whether this run got as far as bringing it up (else there is nothing to diagnose).
     fn started(&self) -> bool;
+    /// What a step will do, for plans.
+    fn describe(&self, step: ClusterStep<'_>) -> Vec<String>;
     fn target(&self) -> Target;
+}
+
+/// The steps of a cluster's life, as a plan names them.
+#[derive(Clone, Copy, Debug)]
+pub enum ClusterStep<'a> {
+    Up,
+    Load(&'a str),
+    Cache,
+    Down,
 }
 
 /// A kind cluster whose node image is kept in a cache directory between runs.
@@ -125,6 +136,10 @@ pub fn cache_file(dir: &Path, kind_version: &str, node_image: &str) -> PathBuf {
 }
 
 impl KindCluster {
+    fn create_cmd(&self) -> crate::process::Cmd {
+        self.kind.create_cmd(&self.name, &self.node_image, self.config.as_deref(), &self.kubeconfig)
+    }
+
     async fn cache_path(&self, ctx: &StageContext) -> Result<Option<PathBuf>, StageError> {
         let Some(dir) = &self.cache_dir else { return Ok(None) };
         let version = self.kind.version(&|l| ctx.line(l)).await?;
@@ -154,16 +169,7 @@ impl Cluster for KindCluster {
                 }
             }
             self.created.store(true, Ordering::SeqCst);
-            self.kind
-                .create(
-                    &self.name,
-                    &self.node_image,
-                    self.config.as_deref(),
-                    &self.kubeconfig,
-                    &|l| ctx.line(l),
-                    &|l| ctx.line(l),
-                )
-                .await?;
+            self.kind.create(&self.create_cmd(), &|l| ctx.line(l), &|l| ctx.line(l)).await?;
             self.kubectl.wait_nodes_ready(&self.target(), &|l| ctx.line(l)).await?;
             Ok(Outcome::Done)
         })
@@ -252,6 +258,37 @@ impl Cluster for KindCluster {
         self.created.load(Ordering::SeqCst)
     }
 
+    fn describe(&self, step: ClusterStep<'_>) -> Vec<String> {
+        let cache = |what: &str| {
+            self.cache_dir
+                .as_ref()
+                .map(|dir| format!("{what} {} in {} (keyed by the kind version)", self.node_image, dir.display()))
+        };
+        match step {
+            ClusterStep::Up => [
+                Some(format!(
+                    "stop if a kind cluster named {} exists: this run deletes only what it creates",
+                    self.name
+                )),
+                cache("load the saved node image"),
+                Some(self.kind.display(&self.create_cmd())),
+                Some("wait until every node is Ready".to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ClusterStep::Load(image) => vec![
+                format!("check that {image} in the local engine is the prepared image (by ID)"),
+                self.kind.display(&self.kind.load_image_cmd(&self.name, image)),
+            ],
+            ClusterStep::Cache => cache("after a good run, save the node image").into_iter().collect(),
+            ClusterStep::Down => vec![format!(
+                "{}, if this run created it",
+                self.kind.display(&self.kind.delete_cmd(&self.name, &self.kubeconfig))
+            )],
+        }
+    }
+
     fn target(&self) -> Target {
         Target { kubeconfig: self.kubeconfig.clone(), context: Some(format!("kind-{}", self.name)) }
     }
@@ -309,6 +346,23 @@ impl Cluster for ExistingCluster {
         self.kubeconfig.is_file()
     }
 
+    fn describe(&self, step: ClusterStep<'_>) -> Vec<String> {
+        match step {
+            ClusterStep::Up => vec![
+                format!(
+                    "KUBECONFIG={} {} > {} (only this context, for helm, kubectl and the tests)",
+                    self.sources.to_string_lossy(),
+                    self.kubectl.display(&self.kubectl.minified_kubeconfig_cmd(&self.sources, self.context.as_deref())),
+                    self.kubeconfig.display()
+                ),
+                self.kubectl.display(&self.kubectl.reachable_cmd(&self.target())),
+            ],
+            ClusterStep::Load(_) => vec!["the cluster pulls the image from its registry".into()],
+            ClusterStep::Cache => vec![],
+            ClusterStep::Down => vec!["nothing: an existing cluster is left as it is".into()],
+        }
+    }
+
     fn target(&self) -> Target {
         Target { kubeconfig: self.kubeconfig.clone(), context: None }
     }
@@ -319,6 +373,9 @@ pub struct ClusterUp(pub Arc<dyn Cluster>);
 impl Stage for ClusterUp {
     fn name(&self) -> &str {
         "cluster-up"
+    }
+    fn describe(&self) -> Vec<String> {
+        self.0.describe(ClusterStep::Up)
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         self.0.up(ctx)
@@ -331,20 +388,29 @@ pub struct DevCheckout {
     pub remote: Remote,
     pub commit: String,
     pub dir: PathBuf,
-    /// The run's directory `dir` lies in. The clone holds it: a cancelled stage does not stop
-    /// a blocking clone, which would otherwise write into a directory already removed.
-    pub work: Arc<tempfile::TempDir>,
+    /// The run's directory `dir` lies in (none in a plan). The clone holds it: a cancelled
+    /// stage does not stop a blocking clone, which would otherwise write into a directory
+    /// already removed.
+    pub work: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Stage for DevCheckout {
     fn name(&self) -> &str {
         "dev-checkout"
     }
+    fn describe(&self) -> Vec<String> {
+        vec![format!(
+            "fetch {} at commit {} (the QA chart's appVersion) into {}",
+            self.remote.url,
+            self.commit,
+            self.dir.display()
+        )]
+    }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let (git, remote, commit, dir) =
                 (self.git.clone(), self.remote.clone(), self.commit.clone(), self.dir.clone());
-            let work = Arc::clone(&self.work);
+            let work = self.work.clone();
             tokio::task::spawn_blocking(move || {
                 let checkout = git.checkout_commit(&remote, &dir, &commit);
                 drop(work);
@@ -378,6 +444,23 @@ pub struct ChartCheck {
 impl Stage for ChartCheck {
     fn name(&self) -> &str {
         "chart-check"
+    }
+    fn describe(&self) -> Vec<String> {
+        let mut pulled = String::new();
+        if !self.pulled.is_empty() {
+            pulled = format!(" or one of cluster.pulled_images ({})", self.pulled.join(", "));
+        }
+        vec![
+            format!(
+                "package {} as {} (leaving out {}) into {}",
+                self.chart_dir.display(),
+                self.package.rename.as_deref().unwrap_or("its name"),
+                self.package.drop.join(", "),
+                self.install.chart.display()
+            ),
+            self.helm.display(&self.helm.template_cmd(&self.install)),
+            format!("every container image must be {} (values {}){pulled}", self.prepared, self.keys),
+        ]
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
@@ -413,6 +496,19 @@ pub struct ImagePrepare {
 impl Stage for ImagePrepare {
     fn name(&self) -> &str {
         "image-prepare"
+    }
+    fn describe(&self) -> Vec<String> {
+        match &self.image.digest {
+            Some(digest) => vec![format!(
+                "{}@{digest} from the local engine (pulled if absent); {} made to name that image",
+                self.image.repository,
+                self.image.tagged()
+            )],
+            None => vec![format!(
+                "{} from the local engine (pulled if absent); no digest: a build that was not pushed",
+                self.image.tagged()
+            )],
+        }
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
@@ -452,6 +548,9 @@ impl Stage for ImageLoad {
     fn name(&self) -> &str {
         "image-load"
     }
+    fn describe(&self) -> Vec<String> {
+        self.cluster.describe(ClusterStep::Load(&self.image))
+    }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let id = self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id.clone();
@@ -471,6 +570,9 @@ pub struct HelmInstall {
 impl Stage for HelmInstall {
     fn name(&self) -> &str {
         "helm-install"
+    }
+    fn describe(&self) -> Vec<String> {
+        vec![self.helm.display(&self.helm.upgrade_install_cmd(&self.install, &self.cluster.target()))]
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
@@ -503,6 +605,14 @@ impl Stage for IntegrationTests {
     fn name(&self) -> &str {
         "integration-tests"
     }
+    fn describe(&self) -> Vec<String> {
+        let target = self.cluster.target();
+        let mut env = format!("KUBECONFIG={}", target.kubeconfig.display());
+        if let Some(context) = &target.context {
+            env.push_str(&format!(" KUBE_CONTEXT={context}"));
+        }
+        vec![format!("{} in {}, with {env}", super::command::describe(&self.command), self.dir.display())]
+    }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let target = self.cluster.target();
@@ -534,6 +644,16 @@ pub struct Diagnostics {
 impl Stage for Diagnostics {
     fn name(&self) -> &str {
         "diagnostics"
+    }
+    fn describe(&self) -> Vec<String> {
+        let mut what = "helm status, kubectl get all -A, kubectl events -A".to_string();
+        for resource in &self.custom_resources {
+            what.push_str(&format!(", kubectl get {resource} -A"));
+        }
+        vec![format!(
+            "on failure: {what}, the logs of the release's pods, unready pods described with their logs, the cluster's own logs; into {}",
+            self.dir.display()
+        )]
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
@@ -632,6 +752,9 @@ impl Stage for CacheSave {
     fn name(&self) -> &str {
         "node-image-cache"
     }
+    fn describe(&self) -> Vec<String> {
+        self.0.describe(ClusterStep::Cache)
+    }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         self.0.save_cache(ctx)
     }
@@ -645,6 +768,12 @@ pub struct Teardown {
 impl Stage for Teardown {
     fn name(&self) -> &str {
         "cluster-teardown"
+    }
+    fn describe(&self) -> Vec<String> {
+        if self.keep {
+            return vec!["--keep-cluster: leave it running and say where its kubeconfig is".into()];
+        }
+        self.cluster.describe(ClusterStep::Down)
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {

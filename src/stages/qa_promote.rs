@@ -18,6 +18,8 @@ const DRY_RUN_DIGEST: &str = "sha256:<digest of the push>";
 pub struct PromoteToQa {
     pub git: Git2,
     pub remote: Remote,
+    /// Which credentials the remote's auth came from, for plans.
+    pub credentials: String,
     /// Chart directory inside the QA repository.
     pub chart_path: PathBuf,
     /// Where the image goes in values.yaml, and what it is.
@@ -104,6 +106,25 @@ fn chart_version(text: &str) -> Option<String> {
 impl Stage for PromoteToQa {
     fn name(&self) -> &str {
         "qa-promote"
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let (values, chart) = (in_chart(&self.chart_path, "values.yaml"), in_chart(&self.chart_path, "Chart.yaml"));
+        let (values, chart) = (values.display(), chart.display());
+        let version = match &self.build.tag {
+            Some(tag) => format!("the release version of tag {tag}"),
+            None => format!("the next patch of the QA chart's version, pre-release dev.{}", self.build.short),
+        };
+        let digest = if self.pushes { "the pushed manifest digest" } else { "empty (nothing pushed)" };
+        vec![
+            format!("clone {} (branch {}, {})", self.remote.url, self.remote.branch, self.credentials),
+            format!("set {values} {} = {}", self.keys.repository, self.repository),
+            format!("set {values} {} = {}", self.keys.tag, self.build.image_tag()),
+            format!("set {values} {} = {digest}", self.keys.digest),
+            format!("set {chart} version = {version}"),
+            format!("set {chart} appVersion = {}", self.build.commit),
+            format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
+        ]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {

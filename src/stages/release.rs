@@ -13,6 +13,8 @@ use crate::version;
 pub struct Release {
     pub git: Git2,
     pub remote: Remote,
+    /// Which credentials the remote's auth came from, for plans.
+    pub credentials: String,
     /// The chart directory of the QA checkout.
     pub chart_dir: PathBuf,
     /// How the chart is packaged: under its release name, CI files left out.
@@ -85,6 +87,40 @@ fn publish_into(
 impl Stage for Release {
     fn name(&self) -> &str {
         "release"
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let name = self.package.rename.as_deref().unwrap_or("<chart name>");
+        let mut actions = vec![
+            match &self.expect {
+                super::Expectation::SameRun(_) => "the package helm-install installed".to_string(),
+                _ => format!(
+                    "package {} as {name} (leaving out {})",
+                    self.chart_dir.display(),
+                    self.package.drop.join(", ")
+                ),
+            },
+            "only a release version (no pre-release part) is published".to_string(),
+            match &self.expect {
+                super::Expectation::SameRun(_) => "it is the chart tested in this run".to_string(),
+                super::Expectation::Record(tested) => format!(
+                    "it must be the chart of the --tested record: appVersion {}, digest sha256:{}",
+                    tested.app_version, tested.digest
+                ),
+                super::Expectation::Untested => "--untested: not compared with a tested chart".to_string(),
+            },
+            format!("clone {} (branch {}, {})", self.remote.url, self.remote.branch, self.credentials),
+            format!("merge {name}-<version>.tgz into index.yaml"),
+            format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
+        ];
+        if let Some(base) = &self.base_url {
+            actions.push(format!(
+                "check that {}/index.yaml serves it (up to {}s)",
+                base.trim_end_matches('/'),
+                self.serve_timeout.as_secs()
+            ));
+        }
+        actions
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {

@@ -124,6 +124,13 @@ impl DockerEngine {
         Ok(Self { docker, secrets })
     }
 
+    /// A handle that has not talked to the engine: for plans, which run nothing.
+    pub fn unconnected(secrets: Secrets) -> Result<Self, DockerError> {
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| DockerError::Engine { message: e.to_string() })?;
+        Ok(Self { docker, secrets })
+    }
+
     fn mask(&self, text: &str) -> String {
         self.secrets.mask(text).into_owned()
     }

@@ -52,7 +52,22 @@ impl Helm {
         Cmd::new(self.bin.display().to_string()).install_hint(INSTALL)
     }
 
-    /// `helm upgrade --install` and wait until the release's resources are ready.
+    /// The command line as it would be echoed (secrets masked), for plans.
+    pub fn display(&self, cmd: &Cmd) -> String {
+        self.runner.display(cmd)
+    }
+
+    /// `helm upgrade --install`, waiting until the release's resources are ready.
+    pub fn upgrade_install_cmd(&self, install: &Install, target: &Target) -> Cmd {
+        self.cmd()
+            .args(["upgrade", "--install", &install.release])
+            .arg(install.chart.display().to_string())
+            .args(["--wait", "--timeout", &format!("{}s", install.timeout.as_secs())])
+            .args(target.args())
+            .args(install.set_args())
+            .timeout(install.timeout + Duration::from_secs(60))
+    }
+
     pub async fn upgrade_install(
         &self,
         install: &Install,
@@ -60,25 +75,20 @@ impl Helm {
         echo: LineSink<'_>,
         lines: LineSink<'_>,
     ) -> Result<(), ProcessError> {
-        let cmd = self
-            .cmd()
-            .args(["upgrade", "--install", &install.release])
-            .arg(install.chart.display().to_string())
-            .args(["--wait", "--timeout", &format!("{}s", install.timeout.as_secs())])
-            .args(target.args())
-            .args(install.set_args());
-        self.runner.stream(&cmd.timeout(install.timeout + Duration::from_secs(60)), echo, lines).await
+        self.runner.stream(&self.upgrade_install_cmd(install, target), echo, lines).await
     }
 
     /// `helm template`: the manifests the install would apply, rendered without a cluster.
-    pub async fn template(&self, install: &Install, echo: LineSink<'_>) -> Result<String, ProcessError> {
-        let cmd = self
-            .cmd()
+    pub fn template_cmd(&self, install: &Install) -> Cmd {
+        self.cmd()
             .args(["template", &install.release])
             .arg(install.chart.display().to_string())
             .args(install.set_args())
-            .timeout(Duration::from_secs(120));
-        Ok(self.runner.output(&cmd, echo).await?.stdout)
+            .timeout(Duration::from_secs(120))
+    }
+
+    pub async fn template(&self, install: &Install, echo: LineSink<'_>) -> Result<String, ProcessError> {
+        Ok(self.runner.output(&self.template_cmd(install), echo).await?.stdout)
     }
 
     pub async fn status(&self, release: &str, target: &Target, echo: LineSink<'_>) -> Result<String, ProcessError> {

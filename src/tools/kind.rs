@@ -1,6 +1,7 @@
 //! kind (Kubernetes in Docker), through its CLI.
 
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use crate::process::{Cmd, LineSink, ProcessError, Runner};
@@ -40,15 +41,12 @@ impl Kind {
             .collect())
     }
 
-    pub async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        config: Option<&Path>,
-        kubeconfig: &Path,
-        echo: LineSink<'_>,
-        lines: LineSink<'_>,
-    ) -> Result<(), ProcessError> {
+    /// The command line as it would be echoed (secrets masked), for plans.
+    pub fn display(&self, cmd: &Cmd) -> String {
+        self.runner.display(cmd)
+    }
+
+    pub fn create_cmd(&self, name: &str, image: &str, config: Option<&Path>, kubeconfig: &Path) -> Cmd {
         let mut cmd = self
             .cmd()
             .args(["create", "cluster", "--name", name, "--image", image, "--wait", "120s", "--kubeconfig"])
@@ -56,7 +54,15 @@ impl Kind {
         if let Some(config) = config {
             cmd = cmd.arg("--config").arg(config.display().to_string());
         }
-        self.runner.stream(&cmd.timeout(Duration::from_secs(600)), echo, lines).await
+        cmd.timeout(Duration::from_secs(600))
+    }
+
+    pub async fn create(&self, cmd: &Cmd, echo: LineSink<'_>, lines: LineSink<'_>) -> Result<(), ProcessError> {
+        self.runner.stream(cmd, echo, lines).await
+    }
+
+    pub fn load_image_cmd(&self, name: &str, image: &str) -> Cmd {
+        self.cmd().args(["load", "docker-image", image, "--name", name]).timeout(Duration::from_secs(600))
     }
 
     pub async fn load_image(
@@ -66,8 +72,7 @@ impl Kind {
         echo: LineSink<'_>,
         lines: LineSink<'_>,
     ) -> Result<(), ProcessError> {
-        let cmd = self.cmd().args(["load", "docker-image", image, "--name", name]).timeout(Duration::from_secs(600));
-        self.runner.stream(&cmd, echo, lines).await
+        self.runner.stream(&self.load_image_cmd(name, image), echo, lines).await
     }
 
     pub async fn export_logs(&self, name: &str, dir: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
@@ -80,12 +85,14 @@ impl Kind {
         self.runner.output(&cmd, echo).await.map(|_| ())
     }
 
-    pub async fn delete(&self, name: &str, kubeconfig: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
-        let cmd = self
-            .cmd()
+    pub fn delete_cmd(&self, name: &str, kubeconfig: &Path) -> Cmd {
+        self.cmd()
             .args(["delete", "cluster", "--name", name, "--kubeconfig"])
             .arg(kubeconfig.display().to_string())
-            .timeout(Duration::from_secs(300));
-        self.runner.output(&cmd, echo).await.map(|_| ())
+            .timeout(Duration::from_secs(300))
+    }
+
+    pub async fn delete(&self, name: &str, kubeconfig: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
+        self.runner.output(&self.delete_cmd(name, kubeconfig), echo).await.map(|_| ())
     }
 }

@@ -29,12 +29,7 @@ impl Kubectl {
     /// `kubectl config view --minify --flatten`: one context of `sources` (a file, or a
     /// `KUBECONFIG` list `a:b`), with its cluster and user and their certificates inlined, as
     /// its current context. Handed to helm, kubectl and the tests, it lets them reach nothing else.
-    pub async fn minified_kubeconfig(
-        &self,
-        sources: &std::ffi::OsStr,
-        context: Option<&str>,
-        echo: LineSink<'_>,
-    ) -> Result<String, ProcessError> {
+    pub fn minified_kubeconfig_cmd(&self, sources: &std::ffi::OsStr, context: Option<&str>) -> Cmd {
         let mut cmd = Cmd::new(self.bin.display().to_string())
             .install_hint(INSTALL)
             .args(["config", "view", "--minify", "--flatten", "--raw"])
@@ -43,17 +38,31 @@ impl Kubectl {
         if let Some(context) = context {
             cmd = cmd.arg("--context").arg(context);
         }
-        Ok(self.runner.output(&cmd, echo).await?.stdout)
+        cmd
+    }
+
+    pub async fn minified_kubeconfig(
+        &self,
+        sources: &std::ffi::OsStr,
+        context: Option<&str>,
+        echo: LineSink<'_>,
+    ) -> Result<String, ProcessError> {
+        Ok(self.runner.output(&self.minified_kubeconfig_cmd(sources, context), echo).await?.stdout)
+    }
+
+    /// The command line as it would be echoed (secrets masked), for plans.
+    pub fn display(&self, cmd: &Cmd) -> String {
+        self.runner.display(cmd)
     }
 
     /// Asks the API server its version: proves it answers and the credentials work, with no
     /// permission beyond what every authenticated user has (no node access).
+    pub fn reachable_cmd(&self, target: &Target) -> Cmd {
+        self.cmd(target).args(["version", "--output=json", "--request-timeout=30s"]).timeout(Duration::from_secs(60))
+    }
+
     pub async fn reachable(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
-        let cmd = self
-            .cmd(target)
-            .args(["version", "--output=json", "--request-timeout=30s"])
-            .timeout(Duration::from_secs(60));
-        self.runner.output(&cmd, echo).await.map(|_| ())
+        self.runner.output(&self.reachable_cmd(target), echo).await.map(|_| ())
     }
 
     pub async fn wait_nodes_ready(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
