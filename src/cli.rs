@@ -1,11 +1,11 @@
 //! Command-line definitions (clap). Nothing else in stagecoach sees clap: [`Cli::into_request`]
-//! turns the parsed arguments into plain types.
+//! turns the parsed arguments into the plain request `app` defines.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pipeline::Flow;
+use crate::app::{Action, Flow, Global, InitKind, Promote, Request, RunFlags};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -142,7 +142,7 @@ enum Commands {
         as an empty Helm chart repository with index.yaml.\n\nChanges: DIR only.\nReads: no environment variables.")]
     Init {
         #[arg(value_enum)]
-        kind: InitKind,
+        kind: InitArg,
         dir: PathBuf,
         /// The chart to seed a QA repository from [default: chart-template/ of the DEV repository]
         #[arg(long, value_name = "CHART_DIR")]
@@ -172,7 +172,7 @@ struct PromoteArgs {
     #[arg(long)]
     create: bool,
     /// Commit message; {sets}, {files}, {repo}, and where known {tag}, {version}, {commit} are filled in
-    #[arg(long, default_value = crate::promote::DEFAULT_MESSAGE)]
+    #[arg(long, default_value = crate::app::DEFAULT_MESSAGE)]
     message: String,
     /// Entry under `credentials:` in the pipeline file [default: the repository's own]
     #[arg(long, value_name = "NAME")]
@@ -230,83 +230,16 @@ enum ChartCommands {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum FlowArg {
+enum FlowArg {
     BuildAndDeploy,
     IntegrationTest,
     Release,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum InitKind {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum InitArg {
     Qa,
     Release,
-}
-
-/// Options every command shares.
-#[derive(Clone, Debug, Default)]
-pub struct Global {
-    pub config: Option<PathBuf>,
-    pub dry_run: bool,
-    pub verbose: u8,
-    pub quiet: bool,
-    pub report: Option<PathBuf>,
-    pub no_progress: bool,
-}
-
-/// What the user asked for, free of clap.
-#[derive(Clone, Debug)]
-pub enum Action {
-    Run {
-        flow: Flow,
-        flags: RunFlags,
-    },
-    Plan {
-        flow: Option<Flow>,
-    },
-    Version,
-    Promote {
-        repo: String,
-        branch: Option<String>,
-        file: PathBuf,
-        set: Vec<(String, String)>,
-        create: bool,
-        message: String,
-        credentials: Option<String>,
-        author: String,
-        attempts: u32,
-    },
-    ChartSet {
-        file: PathBuf,
-        assignments: Vec<(String, String)>,
-        create: bool,
-    },
-    ChartPackage {
-        dir: PathBuf,
-        rename: Option<String>,
-        out: PathBuf,
-        drop: Vec<String>,
-    },
-    ChartIndex {
-        repo: PathBuf,
-        url: Option<String>,
-    },
-    Init {
-        kind: InitKind,
-        dir: PathBuf,
-        from: Option<PathBuf>,
-    },
-    Demo {
-        workdir: PathBuf,
-    },
-}
-
-/// Options of the flow commands.
-#[derive(Clone, Debug, Default)]
-pub struct RunFlags {
-    pub keep_cluster: bool,
-    pub no_push: bool,
-    pub tested: Option<PathBuf>,
-    pub untested: bool,
 }
 
 /// `KEY=VALUE`, split at the first `=`.
@@ -315,11 +248,6 @@ fn key_value(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("{text:?} is not KEY=VALUE (e.g. image.tag=64ed033)")),
     }
-}
-
-pub struct Request {
-    pub global: Global,
-    pub action: Action,
 }
 
 impl Cli {
@@ -345,7 +273,7 @@ impl Cli {
             }
             Commands::Plan { flow } => Action::Plan { flow: flow.map(Flow::from) },
             Commands::Version => Action::Version,
-            Commands::Promote(p) => Action::Promote {
+            Commands::Promote(p) => Action::Promote(Promote {
                 repo: p.repo,
                 branch: p.branch,
                 file: p.file,
@@ -355,7 +283,7 @@ impl Cli {
                 credentials: p.credentials,
                 author: p.author,
                 attempts: p.attempts,
-            },
+            }),
             Commands::Chart(ChartCommands::Set { file, assignments, create }) => {
                 Action::ChartSet { file, assignments, create }
             }
@@ -364,7 +292,13 @@ impl Cli {
             }
             Commands::Chart(ChartCommands::Index { repo, url }) => Action::ChartIndex { repo, url },
             Commands::Demo { workdir } => Action::Demo { workdir },
-            Commands::Init { kind, dir, from } => Action::Init { kind, dir, from },
+            Commands::Init { kind, dir, from } => {
+                let kind = match kind {
+                    InitArg::Qa => InitKind::Qa,
+                    InitArg::Release => InitKind::Release,
+                };
+                Action::Init { kind, dir, from }
+            }
         };
         Request { global, action }
     }

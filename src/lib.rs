@@ -1,18 +1,22 @@
 //! stagecoach: carries a Kubernetes operator through DEV, QA and RELEASE git repositories.
 //!
-//! `cli` parses, `app` dispatches, `pipeline` lays out stages that `runner` runs; adapters to
-//! external systems live in `tools`, and `process` is the only place that starts programs.
+//! Dependencies point one way: `cli` parses into `app`'s request; `app` runs commands;
+//! `pipeline` builds a flow's [`runner::Plan`] from `stages`, which use `tools` (one adapter per
+//! external system), `chart` (pure chart file work) and `branch_update`. Below them all:
+//! `config`, `process` (the only place programs start), `record`, `report`, `secrets`.
 
 pub mod app;
+pub mod branch_update;
 pub mod build_context;
 pub mod chart;
 pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod files;
 pub mod pipeline;
 pub mod process;
-pub mod promote;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod secrets;

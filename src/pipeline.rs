@@ -1,11 +1,30 @@
-//! The runnable plans of each command, and what `stagecoach plan` prints of them: the stages
-//! describe themselves, so the plan is the run's own account and cannot drift from it. This is
-//! the only place where real adapters are plugged in.
+//! The plans of the flow commands: which stages run in which order, with the real adapters
+//! plugged in (the only place that happens). `stagecoach plan` prints the same plans, as the
+//! stages describe themselves, so the plan cannot drift from the run.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::ci::BuildInfo;
 use crate::config::Config;
+use crate::credentials::{self, CredentialError};
+use crate::process::Spawner;
+use crate::record::StageName;
+use crate::runner::{Plan, Stage};
+use crate::secrets::Secrets;
+use crate::stages::cluster::{Cluster, ExistingCluster, KindCluster};
+use crate::stages::command::RunCommand;
+use crate::stages::image::{BuildImage, PushImage};
+use crate::stages::promote_to_qa::PromoteToQa;
+use crate::stages::qa::{
+    CacheSave, ChartCheck, ClusterUp, DevCheckout, Diagnostics, HelmInstall, ImageLoad, ImagePrepare, IntegrationTests,
+    QaImage, Teardown,
+};
+use crate::stages::{Expectation, ImageKeys, SharedFacts};
+use crate::tools::docker::{DockerEngine, DockerError};
+use crate::tools::git::{Author, Git2, Remote};
+use crate::tools::helm::{Helm, Install};
+use crate::tools::kind::Kind;
+use crate::tools::kubectl::Kubectl;
 
 /// The commands that run a pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,49 +53,6 @@ fn credentials(config: &Config, name: Option<&str>) -> String {
         None => "no credentials".to_string(),
     }
 }
-
-/// A plan as `stagecoach plan` and a dry run print it, from the stages' own descriptions.
-pub fn render(flow: Flow, plan: &Plan, build: &BuildInfo) -> String {
-    let mut out = String::new();
-    let branch = build.branch.as_deref().map(|b| format!("branch {b}, ")).unwrap_or_default();
-    let _ = writeln!(out, "{}", flow.command());
-    let _ = writeln!(out, "  commit {} ({branch}{}), image tag {}", build.commit, build.provider, build.image_tag());
-    let (groups, cleanup) = plan.describe();
-    for (index, group) in groups.iter().enumerate() {
-        for (member, planned) in group.iter().enumerate() {
-            let number = if member == 0 { format!("{}.", index + 1) } else { String::new() };
-            let parallel = if group.len() > 1 { " (parallel)" } else { "" };
-            let _ = writeln!(out, "  {number:<3} {}{parallel}", planned.name);
-            for action in &planned.actions {
-                let _ = writeln!(out, "        {action}");
-            }
-        }
-    }
-    if !cleanup.is_empty() {
-        let _ = writeln!(out, "  always, also on failure or Ctrl-C:");
-        for planned in &cleanup {
-            let _ = writeln!(out, "      {}", planned.name);
-            for action in &planned.actions {
-                let _ = writeln!(out, "        {action}");
-            }
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// The runnable plans.
-
-use std::sync::Arc;
-
-use crate::credentials::{self, CredentialError};
-use crate::runner::Plan;
-use crate::secrets::Secrets;
-use crate::stages::command::RunCommand;
-use crate::stages::image::{BuildImage, PushImage};
-use crate::stages::qa_promote::PromoteToQa;
-use crate::tools::docker::{DockerEngine, DockerError};
-use crate::tools::git::{Author, Git2, Remote};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -170,19 +146,19 @@ pub async fn build_and_deploy(
     let qa = &config.repositories.qa;
     let qa_auth = settings.repo_auth(config, qa, secrets)?;
     let images = settings.engine(secrets).await?;
-    let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
-    let facts = crate::stages::SharedFacts::default();
+    let spawner = Spawner::new(secrets.clone(), settings.verbose);
+    let facts = SharedFacts::default();
     let tag = build.image_tag().to_string();
     let command = |name, command: &crate::config::Command| RunCommand {
         name,
         command: command.clone(),
         cwd: config.root.clone(),
         env: vec![],
-        process: process.clone(),
+        spawner: spawner.clone(),
     };
     Ok(Plan::new()
-        .then(command("build", &config.commands.build))
-        .then(command("unit-tests", &config.commands.unit_tests))
+        .then(command(StageName::Build, &config.commands.build))
+        .then(command(StageName::UnitTests, &config.commands.unit_tests))
         .then(BuildImage {
             images: Arc::clone(&images),
             context: config.resolve(&config.image.context),
@@ -223,8 +199,8 @@ fn package_options(config: &Config) -> crate::chart::package::Options {
     crate::chart::package::Options { rename: Some(config.chart.release_name.clone()), drop: config.chart.drop.clone() }
 }
 
-fn image_keys(config: &Config) -> crate::stages::ImageKeys {
-    crate::stages::ImageKeys {
+fn image_keys(config: &Config) -> ImageKeys {
+    ImageKeys {
         repository: config.chart.image_repository_key.clone(),
         tag: config.chart.image_tag_key.clone(),
         digest: config.chart.image_digest_key.clone(),
@@ -237,7 +213,7 @@ pub struct QaChart {
     /// The DEV commit the chart was built from.
     pub app_version: String,
     /// The image as values.yaml names it.
-    pub image: crate::stages::qa::QaImage,
+    pub image: QaImage,
     /// Whether values.yaml has the digest key (an install by tag clears it).
     pub has_digest_key: bool,
 }
@@ -249,7 +225,7 @@ impl QaChart {
         QaChart {
             dir: config.resolve(&keys.path),
             app_version: "<Chart.yaml appVersion>".into(),
-            image: crate::stages::qa::QaImage {
+            image: QaImage {
                 repository: format!("<values {}>", keys.image_repository_key),
                 tag: format!("<values {}>", keys.image_tag_key),
                 digest: Some(format!("<values {}>", keys.image_digest_key)),
@@ -296,11 +272,8 @@ pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
             keys.image_digest_key
         )));
     }
-    let image = crate::stages::qa::QaImage {
-        repository: required(&keys.image_repository_key)?,
-        tag: required(&keys.image_tag_key)?,
-        digest,
-    };
+    let image =
+        QaImage { repository: required(&keys.image_repository_key)?, tag: required(&keys.image_tag_key)?, digest };
     Ok(QaChart { app_version, image, has_digest_key, dir })
 }
 
@@ -314,33 +287,29 @@ pub async fn integration_test(
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
     use crate::config::Cluster as Provider;
-    use crate::stages::qa::*;
-    use crate::tools::helm::Helm;
-    use crate::tools::kind::{self, Kind};
-    use crate::tools::kubectl::{self, Kubectl};
 
     let chart = match read_qa_chart(config) {
         Err(_) if settings.describe_only => QaChart::unread(config),
         chart => chart?,
     };
-    let process = crate::process::Runner::new(secrets.clone(), settings.verbose);
+    let spawner = Spawner::new(secrets.clone(), settings.verbose);
     let kind_bin = match &config.cluster {
-        Provider::Kind { .. } => Some(settings.tool("kind", config.tools.kind.as_deref(), kind::INSTALL)?),
+        Provider::Kind { .. } => {
+            Some(settings.tool("kind", config.tools.kind.as_deref(), crate::tools::kind::INSTALL)?)
+        }
         Provider::Existing { .. } => None,
     };
     let helm = Helm {
         bin: settings.tool("helm", config.tools.helm.as_deref(), crate::tools::helm::INSTALL)?,
-        runner: process.clone(),
+        spawner: spawner.clone(),
     };
     let kubectl = Kubectl {
-        bin: settings.tool("kubectl", config.tools.kubectl.as_deref(), kubectl::INSTALL)?,
-        runner: process.clone(),
+        bin: settings.tool("kubectl", config.tools.kubectl.as_deref(), crate::tools::kubectl::INSTALL)?,
+        spawner: spawner.clone(),
     };
     let registry_auth = settings.registry_auth(config, secrets)?;
-    let dev = &config.repositories.dev;
-    let dev_auth = settings.repo_auth(config, dev, secrets)?;
-    let release = &config.repositories.release;
-    let release_auth = settings.repo_auth(config, release, secrets)?;
+    let dev_auth = settings.repo_auth(config, &config.repositories.dev, secrets)?;
+    let release_auth = settings.repo_auth(config, &config.repositories.release, secrets)?;
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
     // whatever lay inside would be installed and packaged with it. A plan creates none.
     let work = match settings.describe_only {
@@ -354,29 +323,39 @@ pub async fn integration_test(
     };
     let work_dir =
         work.as_ref().map_or_else(|| std::env::temp_dir().join("stagecoach-qa-XXXXXX"), |w| w.path().to_path_buf());
-    let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("stagecoach-artifacts"))
-        .join(&settings.run_id);
+    let qa = Qa {
+        config,
+        settings,
+        chart,
+        helm,
+        kubectl,
+        spawner,
+        registry_auth,
+        dev_auth,
+        release_auth,
+        work,
+        work_dir,
+        keep_cluster,
+    };
 
     // A kind cluster runs the image loaded into it, by tag: kind's load drops the registry's
     // manifest digest, so a digest reference would make the kubelet pull. An existing cluster
     // pulls the image itself, pinned by digest.
-    let (cluster, docker): (Arc<dyn Cluster>, _) = match &config.cluster {
+    match &config.cluster {
         Provider::Kind { name, node_image, cache_dir, config: kind_config } => {
             let docker = settings.engine(secrets).await?;
             let cluster = KindCluster {
-                kind: Kind { bin: kind_bin.clone().unwrap_or_default(), runner: process.clone() },
-                kubectl: kubectl.clone(),
+                kind: Kind { bin: kind_bin.unwrap_or_default(), spawner: qa.spawner.clone() },
+                kubectl: qa.kubectl.clone(),
                 docker: Arc::clone(&docker),
                 name: name.clone(),
                 node_image: node_image.clone(),
                 cache_dir: cache_dir.clone(),
                 config: kind_config.as_ref().map(|c| config.resolve(c)),
-                kubeconfig: work_dir.join("kubeconfig"),
+                kubeconfig: qa.work_dir.join("kubeconfig"),
                 created: Default::default(),
             };
-            (Arc::new(cluster), Some(docker))
+            Ok(qa.plan(Arc::new(cluster), Some(docker), secrets))
         }
         Provider::Existing { kubeconfig, context } => {
             let sources = kubeconfig
@@ -386,79 +365,119 @@ pub async fn integration_test(
                 .or_else(|| (settings.env)("HOME").map(|h| std::path::Path::new(&h).join(".kube/config").into()))
                 .unwrap_or_else(|| "kubeconfig".into());
             let cluster = ExistingCluster {
-                kubectl: kubectl.clone(),
+                kubectl: qa.kubectl.clone(),
                 sources,
                 context: context.clone(),
-                kubeconfig: work_dir.join("kubeconfig"),
+                kubeconfig: qa.work_dir.join("kubeconfig"),
             };
-            (Arc::new(cluster), None)
+            Ok(qa.plan(Arc::new(cluster), None, secrets))
         }
-    };
-    let keys = image_keys(config);
-    let (prepared, sets) = match docker {
-        Some(_) if chart.has_digest_key => (chart.image.tagged(), vec![(keys.digest.clone(), String::new())]),
-        Some(_) => (chart.image.tagged(), vec![]),
-        None => (chart.image.pinned(), vec![]),
-    };
-    let facts = crate::stages::SharedFacts::default();
-    let install = crate::tools::helm::Install {
-        release: config.chart.name.clone(),
-        chart: work_dir.join("chart.tgz"),
-        sets,
-        timeout: std::time::Duration::from_secs(300),
-    };
-    let dev_dir = work_dir.join("dev");
-    let mut prepare: Vec<Box<dyn crate::runner::Stage>> = vec![
-        Box::new(ClusterUp(Arc::clone(&cluster))),
-        Box::new(DevCheckout {
-            git: Git2::new(secrets.clone()),
-            remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
-            commit: chart.app_version.clone(),
-            dir: dev_dir.clone(),
-            work: work.clone(),
-        }),
-    ];
-    if let Some(docker) = docker {
-        prepare.push(Box::new(ImagePrepare {
-            docker,
-            image: chart.image.clone(),
-            auth: registry_auth,
-            facts: Arc::clone(&facts),
-        }));
     }
-    let plan = Plan::new()
-        .then(ChartCheck {
-            helm: helm.clone(),
-            chart_dir: chart.dir.clone(),
-            package: package_options(config),
-            install: install.clone(),
-            prepared,
-            pulled: config.pulled_images.clone(),
-            keys: keys.to_string(),
-            facts: Arc::clone(&facts),
-        })
-        .parallel(prepare)
-        .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
-        .then(HelmInstall { helm: helm.clone(), install, cluster: Arc::clone(&cluster), facts: Arc::clone(&facts) })
-        .then(IntegrationTests {
-            command: config.commands.integration_tests.clone(),
-            dir: dev_dir,
-            cluster: Arc::clone(&cluster),
-            process: process.clone(),
-        })
-        .then(release_stage(config, settings, release_auth, crate::stages::Expectation::SameRun(facts), secrets))
-        .cleanup(Diagnostics {
-            dir: artifacts,
+}
+
+/// What the integration-test plan is made of, whichever the cluster.
+struct Qa<'a> {
+    config: &'a Config,
+    settings: &'a RunSettings<'a>,
+    chart: QaChart,
+    helm: Helm,
+    kubectl: Kubectl,
+    spawner: Spawner,
+    registry_auth: Option<crate::tools::docker::RegistryAuth>,
+    dev_auth: crate::tools::git::Auth,
+    release_auth: crate::tools::git::Auth,
+    work: Option<Arc<tempfile::TempDir>>,
+    work_dir: std::path::PathBuf,
+    keep_cluster: bool,
+}
+
+impl Qa<'_> {
+    /// The stages on `cluster`; `docker` is the engine a kind cluster loads the image from.
+    fn plan<C: Cluster>(self, cluster: Arc<C>, docker: Option<Arc<DockerEngine>>, secrets: &Secrets) -> Plan {
+        let Qa {
+            config,
+            settings,
+            chart,
             helm,
             kubectl,
+            spawner,
+            registry_auth,
+            dev_auth,
+            release_auth,
+            work,
+            work_dir,
+            keep_cluster,
+        } = self;
+        let dev = &config.repositories.dev;
+        let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("stagecoach-artifacts"))
+            .join(&settings.run_id);
+        let keys = image_keys(config);
+        let (prepared, sets) = match docker {
+            Some(_) if chart.has_digest_key => (chart.image.tagged(), vec![(keys.digest.clone(), String::new())]),
+            Some(_) => (chart.image.tagged(), vec![]),
+            None => (chart.image.pinned(), vec![]),
+        };
+        let facts = SharedFacts::default();
+        let install = Install {
             release: config.chart.name.clone(),
-            custom_resources: custom_resources(&chart.dir),
-            cluster: Arc::clone(&cluster),
-        })
-        .cleanup(CacheSave(Arc::clone(&cluster)))
-        .cleanup(Teardown { cluster, keep: keep_cluster })
-        .keep_until_done(work);
-    Ok(plan)
+            chart: work_dir.join("chart.tgz"),
+            sets,
+            timeout: std::time::Duration::from_secs(300),
+        };
+        let dev_dir = work_dir.join("dev");
+        let mut prepare: Vec<Box<dyn Stage>> = vec![
+            Box::new(ClusterUp(Arc::clone(&cluster))),
+            Box::new(DevCheckout {
+                git: Git2::new(secrets.clone()),
+                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+                commit: chart.app_version.clone(),
+                dir: dev_dir.clone(),
+                work: work.clone(),
+            }),
+        ];
+        if let Some(docker) = docker {
+            prepare.push(Box::new(ImagePrepare {
+                docker,
+                image: chart.image.clone(),
+                auth: registry_auth,
+                facts: Arc::clone(&facts),
+            }));
+        }
+        Plan::new()
+            .then(ChartCheck {
+                helm: helm.clone(),
+                chart_dir: chart.dir.clone(),
+                package: package_options(config),
+                install: install.clone(),
+                prepared,
+                pulled: config.pulled_images.clone(),
+                keys: keys.to_string(),
+                facts: Arc::clone(&facts),
+            })
+            .parallel(prepare)
+            .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
+            .then(HelmInstall { helm: helm.clone(), install, cluster: Arc::clone(&cluster), facts: Arc::clone(&facts) })
+            .then(IntegrationTests {
+                command: config.commands.integration_tests.clone(),
+                dir: dev_dir,
+                cluster: Arc::clone(&cluster),
+                spawner,
+            })
+            .then(release_stage(config, settings, release_auth, Expectation::SameRun(facts), secrets))
+            .cleanup(Diagnostics {
+                dir: artifacts,
+                helm,
+                kubectl,
+                release: config.chart.name.clone(),
+                custom_resources: custom_resources(&chart.dir),
+                cluster: Arc::clone(&cluster),
+            })
+            .cleanup(CacheSave(Arc::clone(&cluster)))
+            .cleanup(Teardown { cluster, keep: keep_cluster })
+            .keep_until_done(work)
+    }
 }
 
 /// The names of the custom resource definitions in the chart's crds/ directory.
@@ -478,7 +497,7 @@ fn custom_resources(chart: &std::path::Path) -> Vec<String> {
 pub fn release(
     config: &Config,
     settings: &RunSettings<'_>,
-    expect: crate::stages::Expectation,
+    expect: Expectation,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
     let auth = settings.repo_auth(config, &config.repositories.release, secrets)?;
@@ -490,7 +509,7 @@ fn release_stage(
     config: &Config,
     settings: &RunSettings<'_>,
     auth: crate::tools::git::Auth,
-    expect: crate::stages::Expectation,
+    expect: Expectation,
     secrets: &Secrets,
 ) -> crate::stages::release::Release {
     let release = &config.repositories.release;
@@ -504,7 +523,7 @@ fn release_stage(
         author: Author::default(),
         dry_run: settings.dry_run,
         run_id: settings.run_id.clone(),
-        process: crate::process::Runner::new(secrets.clone(), settings.verbose),
+        spawner: Spawner::new(secrets.clone(), settings.verbose),
         expect,
         serve_timeout: serve_timeout(settings.env),
     }

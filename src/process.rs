@@ -61,7 +61,7 @@ impl ProcessError {
     }
 }
 
-/// A command line to run; built with the methods below, run by [`Runner`].
+/// A command line to run; built with the methods below, run by [`Spawner`].
 #[derive(Clone, Debug)]
 pub struct Cmd {
     program: String,
@@ -132,7 +132,7 @@ impl Cmd {
         self
     }
 
-    /// The command line as a shell would read it (unmasked; [`Runner::display`] masks).
+    /// The command line as a shell would read it (unmasked; [`Spawner::display`] masks).
     fn render(&self) -> String {
         std::iter::once(&self.program).chain(&self.args).map(|word| shell_quote(word)).collect::<Vec<_>>().join(" ")
     }
@@ -156,12 +156,12 @@ pub type LineSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Runs [`Cmd`]s with this run's secrets and verbosity.
 #[derive(Clone, Debug, Default)]
-pub struct Runner {
+pub struct Spawner {
     secrets: Secrets,
     verbose: bool,
 }
 
-impl Runner {
+impl Spawner {
     pub fn new(secrets: Secrets, verbose: bool) -> Self {
         Self { secrets, verbose }
     }
@@ -302,10 +302,10 @@ mod tests {
 
     use super::*;
 
-    fn runner() -> Runner {
+    fn spawner() -> Spawner {
         let mut secrets = Secrets::new();
         secrets.add("canary-s3cr3t-42");
-        Runner::new(secrets, true)
+        Spawner::new(secrets, true)
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn captures_stdout_and_stderr() {
-        let out = rt().block_on(runner().output(&Cmd::shell("echo out; echo err >&2"), &|_| {})).unwrap();
+        let out = rt().block_on(spawner().output(&Cmd::shell("echo out; echo err >&2"), &|_| {})).unwrap();
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
     }
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn failure_carries_code_and_masked_stderr_tail() {
         let cmd = Cmd::shell("for i in $(seq 1 30); do echo line$i >&2; done; echo canary-s3cr3t-42 >&2; exit 3");
-        let err = rt().block_on(runner().output(&cmd, &|_| {})).unwrap_err();
+        let err = rt().block_on(spawner().output(&cmd, &|_| {})).unwrap_err();
         assert_eq!(err.exit_code(), Some(3));
         let ProcessError::Failed { stderr_tail, .. } = &err else { panic!("{err:?}") };
         assert_eq!(stderr_tail.len(), STDERR_TAIL_LINES);
@@ -335,7 +335,7 @@ mod tests {
     fn echo_masks_secrets_in_arguments() {
         let echoed = Mutex::new(Vec::new());
         let cmd = Cmd::new("true").arg("--password=canary-s3cr3t-42").arg("two words");
-        rt().block_on(runner().output(&cmd, &|line| echoed.lock().unwrap().push(line.to_string()))).unwrap();
+        rt().block_on(spawner().output(&cmd, &|line| echoed.lock().unwrap().push(line.to_string()))).unwrap();
         assert_eq!(*echoed.lock().unwrap(), ["$ true --password=*** 'two words'"]);
     }
 
@@ -343,14 +343,14 @@ mod tests {
     fn streamed_lines_are_masked() {
         let lines = Mutex::new(Vec::new());
         let cmd = Cmd::shell("echo using canary-s3cr3t-42; echo done");
-        rt().block_on(runner().stream(&cmd, &|_| {}, &|l| lines.lock().unwrap().push(l.to_string()))).unwrap();
+        rt().block_on(spawner().stream(&cmd, &|_| {}, &|l| lines.lock().unwrap().push(l.to_string()))).unwrap();
         assert_eq!(*lines.lock().unwrap(), ["using ***", "done"]);
     }
 
     #[test]
     fn missing_program_names_it_and_the_hint() {
         let cmd = Cmd::new("stagecoach-no-such-program").install_hint("install it from your package manager");
-        let err = rt().block_on(runner().output(&cmd, &|_| {})).unwrap_err();
+        let err = rt().block_on(spawner().output(&cmd, &|_| {})).unwrap_err();
         assert_eq!(
             err.to_string(),
             "`stagecoach-no-such-program` was not found on PATH; install it from your package manager"
@@ -361,14 +361,14 @@ mod tests {
     fn timeout_kills_the_program() {
         let cmd = Cmd::shell("sleep 5").timeout(Duration::from_millis(200));
         let started = std::time::Instant::now();
-        let err = rt().block_on(runner().output(&cmd, &|_| {})).unwrap_err();
+        let err = rt().block_on(spawner().output(&cmd, &|_| {})).unwrap_err();
         assert!(matches!(err, ProcessError::TimedOut { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]
     fn stdin_is_written() {
-        let out = rt().block_on(runner().output(&Cmd::new("cat").stdin("from stdin"), &|_| {})).unwrap();
+        let out = rt().block_on(spawner().output(&Cmd::new("cat").stdin("from stdin"), &|_| {})).unwrap();
         assert_eq!(out.stdout, "from stdin\n");
     }
 

@@ -9,23 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ci::BuildInfo;
-use crate::runner::{RunOutcome, RunRecord, StageOutcome, StageRecord};
-
-/// Receives what stages do while they run. Implementations write to stderr.
-pub trait Progress: Send + Sync {
-    fn stage_started(&self, name: &str, parallel: bool);
-    fn line(&self, stage: &str, text: &str);
-    fn stage_finished(&self, record: &StageRecord);
-}
-
-/// Shows nothing (`--quiet`, and tests).
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn stage_started(&self, _: &str, _: bool) {}
-    fn line(&self, _: &str, _: &str) {}
-    fn stage_finished(&self, _: &StageRecord) {}
-}
+use crate::record::{RunOutcome, RunRecord, StageOutcome, StageRecord};
+use crate::runner::{NoProgress, Plan, Progress};
 
 /// How a CI log folds a stage's lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,12 +103,14 @@ impl Progress for Lines {
         }
         let was_folded = {
             let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
-            folded.iter().position(|n| *n == record.name).map(|i| folded.remove(i)).is_some()
+            folded.iter().position(|n| n == record.name.as_str()).map(|i| folded.remove(i)).is_some()
         };
         // The outcome goes after the fold so that it shows while the fold is closed.
         match (self.folding, was_folded) {
             (Folding::GithubActions, true) => self.write("::endgroup::"),
-            (Folding::Travis, true) => self.write(&format!("travis_fold:end:{}\r\x1b[0K", fold_id(&record.name))),
+            (Folding::Travis, true) => {
+                self.write(&format!("travis_fold:end:{}\r\x1b[0K", fold_id(record.name.as_str())))
+            }
             _ => {}
         }
         self.write(&finished_line(record));
@@ -175,7 +162,7 @@ impl Progress for Bars {
 
     fn stage_finished(&self, record: &StageRecord) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(index) = running.iter().position(|(name, _)| *name == record.name) {
+        if let Some(index) = running.iter().position(|(name, _)| name == record.name.as_str()) {
             let (_, bar) = running.remove(index);
             bar.finish_and_clear();
         }
@@ -189,11 +176,41 @@ fn seconds(ms: u64) -> String {
     format!("{:.1}s", Duration::from_millis(ms).as_secs_f64())
 }
 
+/// A plan as `stagecoach plan` and a dry run print it, from the stages' own descriptions.
+pub fn plan_text(command: &str, plan: &Plan, build: &BuildInfo) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let branch = build.branch.as_deref().map(|b| format!("branch {b}, ")).unwrap_or_default();
+    let _ = writeln!(out, "{command}");
+    let _ = writeln!(out, "  commit {} ({branch}{}), image tag {}", build.commit, build.provider, build.image_tag());
+    let (groups, cleanup) = plan.describe();
+    for (index, group) in groups.iter().enumerate() {
+        for (member, planned) in group.iter().enumerate() {
+            let number = if member == 0 { format!("{}.", index + 1) } else { String::new() };
+            let parallel = if group.len() > 1 { " (parallel)" } else { "" };
+            let _ = writeln!(out, "  {number:<3} {}{parallel}", planned.name);
+            for action in &planned.actions {
+                let _ = writeln!(out, "        {action}");
+            }
+        }
+    }
+    if !cleanup.is_empty() {
+        let _ = writeln!(out, "  always, also on failure or Ctrl-C:");
+        for planned in &cleanup {
+            let _ = writeln!(out, "      {}", planned.name);
+            for action in &planned.actions {
+                let _ = writeln!(out, "        {action}");
+            }
+        }
+    }
+    out
+}
+
 /// The table printed at the end of a run.
 pub fn summary_table(record: &RunRecord) -> String {
     let rows: Vec<(&StageRecord, &str)> =
         record.stages.iter().map(|r| (r, "")).chain(record.cleanup.iter().map(|r| (r, " (cleanup)"))).collect();
-    let width = rows.iter().map(|(r, suffix)| r.name.len() + suffix.len()).chain([5]).max().unwrap_or(5);
+    let width = rows.iter().map(|(r, suffix)| r.name.as_str().len() + suffix.len()).chain([5]).max().unwrap_or(5);
     let mut out = format!("{:<width$}  {:<11}  {:>8}\n", "stage", "outcome", "duration");
     for (r, suffix) in rows {
         let name = format!("{}{suffix}", r.name);
@@ -235,6 +252,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::record::StageName;
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -248,9 +266,9 @@ mod tests {
         }
     }
 
-    fn record(name: &str, outcome: StageOutcome, ms: u64) -> StageRecord {
+    fn record(name: StageName, outcome: StageOutcome, ms: u64) -> StageRecord {
         StageRecord {
-            name: name.into(),
+            name,
             group: 0,
             outcome,
             started_ms: 0,
@@ -281,7 +299,7 @@ mod tests {
             let lines = Lines::new(folding, Box::new(buffer.clone()));
             lines.stage_started("build", parallel);
             lines.line("build", "compiling");
-            lines.stage_finished(&record("build", StageOutcome::Passed, 1500));
+            lines.stage_finished(&record(StageName::Build, StageOutcome::Passed, 1500));
             let got = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
             assert_eq!(got, want, "{folding:?}");
         }
@@ -312,22 +330,22 @@ mod tests {
     #[test]
     fn summary_lists_every_stage_and_cleanup() {
         let run = RunRecord {
-            outcome: RunOutcome::Failed { stage: "image-push".into(), error: "denied".into() },
+            outcome: RunOutcome::Failed { stage: StageName::ImagePush, error: "denied".into() },
             duration_ms: 4200,
             stages: vec![
-                record("build", StageOutcome::Passed, 3000),
-                record("image-push", StageOutcome::Failed, 1200),
-                record("qa-promote", StageOutcome::NotRun, 0),
+                record(StageName::Build, StageOutcome::Passed, 3000),
+                record(StageName::ImagePush, StageOutcome::Failed, 1200),
+                record(StageName::QaPromote, StageOutcome::NotRun, 0),
             ],
-            cleanup: vec![record("teardown", StageOutcome::Passed, 0)],
+            cleanup: vec![record(StageName::ClusterTeardown, StageOutcome::Passed, 0)],
         };
         let want = "\
-stage               outcome      duration
-build               passed           3.0s
-image-push          failed           1.2s
-qa-promote          not run             -
-teardown (cleanup)  passed           0.0s
-total               failed           4.2s
+stage                       outcome      duration
+build                       passed           3.0s
+image-push                  failed           1.2s
+qa-promote                  not run             -
+cluster-teardown (cleanup)  passed           0.0s
+total                       failed           4.2s
 ";
         assert_eq!(summary_table(&run), want);
     }

@@ -12,18 +12,33 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use serde::Serialize;
 
-use crate::report::Progress;
+use crate::record::{Detail, RunOutcome, RunRecord, StageName, StageOutcome, StageRecord};
 use crate::secrets::Secrets;
 
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
-pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StageError>> + Send + 'a>>;
+pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Completion, StageError>> + Send + 'a>>;
+
+/// Receives what stages do while they run; the displays in `report` implement it.
+pub trait Progress: Send + Sync {
+    fn stage_started(&self, name: &str, parallel: bool);
+    fn line(&self, stage: &str, text: &str);
+    fn stage_finished(&self, record: &StageRecord);
+}
+
+/// Shows nothing (`--quiet`, and tests).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn stage_started(&self, _: &str, _: bool) {}
+    fn line(&self, _: &str, _: &str) {}
+    fn stage_finished(&self, _: &StageRecord) {}
+}
 
 /// One step of a pipeline. Stages get what they need (adapters, config) when they are built;
 /// `run` only receives the per-run context.
 pub trait Stage: Send + Sync {
-    fn name(&self) -> &str;
+    fn name(&self) -> StageName;
     /// What `run` will do, concretely, from the stage's own settings: `stagecoach plan` and a
     /// dry run print this, so the plan cannot drift from the run.
     fn describe(&self) -> Vec<String>;
@@ -33,39 +48,39 @@ pub trait Stage: Send + Sync {
 /// A stage as a plan shows it: its name and what it will do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedStage {
-    pub name: String,
+    pub name: StageName,
     pub actions: Vec<String>,
 }
 
 /// How a stage that did not fail ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Completion {
     Done,
     Skipped(String),
 }
 
 /// What a running stage can see of the run.
 pub struct StageContext {
-    stage: String,
+    stage: StageName,
     progress: Arc<dyn Progress>,
     /// For cleanup stages: whether the run failed or was interrupted (diagnostics are only
     /// collected then).
     pub run_failed: bool,
-    details: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    details: std::sync::Mutex<std::collections::BTreeMap<Detail, String>>,
 }
 
 impl StageContext {
     /// A line of output shown under this stage.
     pub fn line(&self, text: &str) {
-        self.progress.line(&self.stage, text);
+        self.progress.line(self.stage.as_str(), text);
     }
 
     /// A fact for the run record (an image digest, a commit), shown under the stage.
-    pub fn detail(&self, key: &str, value: impl Into<String>) {
-        self.details.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), value.into());
+    pub fn detail(&self, key: Detail, value: impl Into<String>) {
+        self.details.lock().unwrap_or_else(|e| e.into_inner()).insert(key, value.into());
     }
 
-    fn take_details(&self) -> std::collections::BTreeMap<String, String> {
+    fn take_details(&self) -> std::collections::BTreeMap<Detail, String> {
         std::mem::take(&mut *self.details.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -108,71 +123,12 @@ impl Plan {
     /// The groups in order (stages of a group run at the same time) and the cleanup stages, as
     /// the stages describe themselves.
     pub fn describe(&self) -> (Vec<Vec<PlannedStage>>, Vec<PlannedStage>) {
-        let planned = |stage: &dyn Stage| PlannedStage { name: stage.name().to_string(), actions: stage.describe() };
+        let planned = |stage: &dyn Stage| PlannedStage { name: stage.name(), actions: stage.describe() };
         (
             self.groups.iter().map(|group| group.iter().map(|s| planned(s.as_ref())).collect()).collect(),
             self.cleanup.iter().map(|s| planned(s.as_ref())).collect(),
         )
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StageOutcome {
-    Passed,
-    Skipped,
-    Failed,
-    /// Stopped because a stage beside it in its group failed.
-    Cancelled,
-    Interrupted,
-    /// Not started because an earlier stage failed or the run was interrupted.
-    NotRun,
-}
-
-impl StageOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Passed => "passed",
-            Self::Skipped => "skipped",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Interrupted => "interrupted",
-            Self::NotRun => "not run",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct StageRecord {
-    pub name: String,
-    /// Position of the stage's group; stages with the same group ran in parallel.
-    pub group: usize,
-    pub outcome: StageOutcome,
-    /// Start, relative to the start of the run.
-    pub started_ms: u64,
-    pub duration_ms: u64,
-    /// Why it failed or was skipped (secrets masked).
-    pub message: Option<String>,
-    /// Facts the stage recorded (secrets masked).
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub details: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum RunOutcome {
-    Passed,
-    Failed { stage: String, error: String },
-    Interrupted,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RunRecord {
-    #[serde(flatten)]
-    pub outcome: RunOutcome,
-    pub duration_ms: u64,
-    pub stages: Vec<StageRecord>,
-    pub cleanup: Vec<StageRecord>,
 }
 
 /// Interrupt requests (Ctrl-C). A closed channel never interrupts.
@@ -241,7 +197,7 @@ impl Runner {
                 continue;
             }
             let ctx = self.context(stage.name(), run_failed);
-            self.progress.stage_started(stage.name(), false);
+            self.progress.stage_started(stage.name().as_str(), false);
             let begun = Instant::now();
             let result = tokio::select! {
                 result = stage.run(&ctx) => Some(result),
@@ -263,10 +219,7 @@ impl Runner {
             };
             self.progress.stage_finished(&record);
             if record.outcome == StageOutcome::Failed && outcome == RunOutcome::Passed {
-                outcome = RunOutcome::Failed {
-                    stage: record.name.clone(),
-                    error: record.message.clone().unwrap_or_default(),
-                };
+                outcome = RunOutcome::Failed { stage: record.name, error: record.message.clone().unwrap_or_default() };
             }
             cleanup.push(record);
         }
@@ -287,7 +240,7 @@ impl Runner {
             .zip(&contexts)
             .enumerate()
             .map(|(index, (stage, ctx))| {
-                self.progress.stage_started(stage.name(), parallel);
+                self.progress.stage_started(stage.name().as_str(), parallel);
                 let begun = Instant::now();
                 async move { (index, begun, stage.run(ctx).await) }
             })
@@ -304,7 +257,7 @@ impl Runner {
                         let record = self.finished(members[index].name(), group, start, begun, result, &contexts[index]);
                         self.progress.stage_finished(&record);
                         if record.outcome == StageOutcome::Failed {
-                            outcome = RunOutcome::Failed { stage: record.name.clone(), error: record.message.clone().unwrap_or_default() };
+                            outcome = RunOutcome::Failed { stage: record.name, error: record.message.clone().unwrap_or_default() };
                         }
                         records[index] = Some(record);
                         if outcome != RunOutcome::Passed {
@@ -336,27 +289,22 @@ impl Runner {
         (records, outcome)
     }
 
-    fn context(&self, stage: &str, run_failed: bool) -> StageContext {
-        StageContext {
-            stage: stage.to_string(),
-            progress: Arc::clone(&self.progress),
-            run_failed,
-            details: Default::default(),
-        }
+    fn context(&self, stage: StageName, run_failed: bool) -> StageContext {
+        StageContext { stage, progress: Arc::clone(&self.progress), run_failed, details: Default::default() }
     }
 
     fn finished(
         &self,
-        name: &str,
+        name: StageName,
         group: usize,
         start: Instant,
         begun: Instant,
-        result: Result<Outcome, StageError>,
+        result: Result<Completion, StageError>,
         ctx: &StageContext,
     ) -> StageRecord {
         let (outcome, message) = match result {
-            Ok(Outcome::Done) => (StageOutcome::Passed, None),
-            Ok(Outcome::Skipped(why)) => (StageOutcome::Skipped, Some(why)),
+            Ok(Completion::Done) => (StageOutcome::Passed, None),
+            Ok(Completion::Skipped(why)) => (StageOutcome::Skipped, Some(why)),
             Err(error) => (StageOutcome::Failed, Some(error_chain(&*error))),
         };
         let mut record = self.record(name, group, start, begun, outcome, message);
@@ -366,7 +314,7 @@ impl Runner {
 
     fn record(
         &self,
-        name: &str,
+        name: StageName,
         group: usize,
         start: Instant,
         begun: Instant,
@@ -374,7 +322,7 @@ impl Runner {
         message: Option<String>,
     ) -> StageRecord {
         StageRecord {
-            name: name.to_string(),
+            name,
             group,
             outcome,
             started_ms: millis(begun.duration_since(start)),
@@ -384,16 +332,8 @@ impl Runner {
         }
     }
 
-    fn unstarted(&self, name: &str, group: usize, outcome: StageOutcome) -> StageRecord {
-        StageRecord {
-            name: name.to_string(),
-            group,
-            outcome,
-            started_ms: 0,
-            duration_ms: 0,
-            message: None,
-            details: Default::default(),
-        }
+    fn unstarted(&self, name: StageName, group: usize, outcome: StageOutcome) -> StageRecord {
+        StageRecord { name, group, outcome, started_ms: 0, duration_ms: 0, message: None, details: Default::default() }
     }
 }
 
@@ -423,14 +363,13 @@ mod tests {
     use tokio::sync::{Barrier, Notify};
 
     use super::*;
-    use crate::report::NoProgress;
 
     /// A stage that logs its start and end, optionally waits, then ends as told.
     struct Step {
-        name: &'static str,
+        name: StageName,
         log: Arc<Mutex<Vec<String>>>,
         wait: Wait,
-        result: Result<Outcome, &'static str>,
+        result: Result<Completion, &'static str>,
     }
 
     enum Wait {
@@ -442,7 +381,7 @@ mod tests {
     }
 
     impl Stage for Step {
-        fn name(&self) -> &str {
+        fn name(&self) -> StageName {
             self.name
         }
         fn describe(&self) -> Vec<String> {
@@ -475,11 +414,11 @@ mod tests {
         fn new() -> Self {
             Self { log: Arc::default() }
         }
-        fn step(&self, name: &'static str, result: Result<Outcome, &'static str>) -> Step {
+        fn step(&self, name: StageName, result: Result<Completion, &'static str>) -> Step {
             Step { name, log: Arc::clone(&self.log), wait: Wait::None, result }
         }
-        fn waiting(&self, name: &'static str, wait: Wait) -> Step {
-            Step { wait, ..self.step(name, Ok(Outcome::Done)) }
+        fn waiting(&self, name: StageName, wait: Wait) -> Step {
+            Step { wait, ..self.step(name, Ok(Completion::Done)) }
         }
         fn log(&self) -> Vec<String> {
             self.log.lock().unwrap().clone()
@@ -509,10 +448,10 @@ mod tests {
     fn stages_run_in_order_then_cleanup() {
         let f = Fixture::new();
         let plan = Plan::new()
-            .then(f.step("build", Ok(Outcome::Done)))
-            .then(f.step("image", Ok(Outcome::Skipped("no docker".into()))))
-            .then(f.step("promote", Ok(Outcome::Done)))
-            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+            .then(f.step(StageName::Build, Ok(Completion::Done)))
+            .then(f.step(StageName::ImageBuild, Ok(Completion::Skipped("no docker".into()))))
+            .then(f.step(StageName::QaPromote, Ok(Completion::Done)))
+            .cleanup(f.step(StageName::ClusterTeardown, Ok(Completion::Done)));
         let record = block_on(runner().run(plan, &mut no_interrupts()));
         assert_eq!(record.outcome, RunOutcome::Passed);
         assert_eq!(
@@ -520,42 +459,50 @@ mod tests {
             [
                 "start build failed=false",
                 "end build",
-                "start image failed=false",
-                "end image",
-                "start promote failed=false",
-                "end promote",
-                "start teardown failed=false",
-                "end teardown"
+                "start image-build failed=false",
+                "end image-build",
+                "start qa-promote failed=false",
+                "end qa-promote",
+                "start cluster-teardown failed=false",
+                "end cluster-teardown"
             ]
         );
         assert_eq!(
             outcomes(&record.stages),
-            [("build", StageOutcome::Passed), ("image", StageOutcome::Skipped), ("promote", StageOutcome::Passed)]
+            [
+                ("build", StageOutcome::Passed),
+                ("image-build", StageOutcome::Skipped),
+                ("qa-promote", StageOutcome::Passed)
+            ]
         );
         assert_eq!(record.stages[1].message.as_deref(), Some("no docker"));
-        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
+        assert_eq!(outcomes(&record.cleanup), [("cluster-teardown", StageOutcome::Passed)]);
     }
 
     #[test]
     fn first_failure_stops_the_run_names_the_stage_and_cleanup_still_runs() {
         let f = Fixture::new();
         let plan = Plan::new()
-            .then(f.step("build", Ok(Outcome::Done)))
-            .then(f.step("push", Err("registry refused token canary-s3cr3t-42")))
-            .then(f.step("promote", Ok(Outcome::Done)))
-            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+            .then(f.step(StageName::Build, Ok(Completion::Done)))
+            .then(f.step(StageName::ImagePush, Err("registry refused token canary-s3cr3t-42")))
+            .then(f.step(StageName::QaPromote, Ok(Completion::Done)))
+            .cleanup(f.step(StageName::ClusterTeardown, Ok(Completion::Done)));
         let record = block_on(runner().run(plan, &mut no_interrupts()));
         assert_eq!(
             record.outcome,
-            RunOutcome::Failed { stage: "push".into(), error: "registry refused token ***".into() }
+            RunOutcome::Failed { stage: StageName::ImagePush, error: "registry refused token ***".into() }
         );
         assert_eq!(
             outcomes(&record.stages),
-            [("build", StageOutcome::Passed), ("push", StageOutcome::Failed), ("promote", StageOutcome::NotRun)]
+            [
+                ("build", StageOutcome::Passed),
+                ("image-push", StageOutcome::Failed),
+                ("qa-promote", StageOutcome::NotRun)
+            ]
         );
-        assert!(!f.log().iter().any(|l| l.contains("promote")));
-        assert_eq!(f.log().last().unwrap(), "end teardown");
-        assert!(f.log().contains(&"start teardown failed=true".to_string()));
+        assert!(!f.log().iter().any(|l| l.contains("qa-promote")));
+        assert_eq!(f.log().last().unwrap(), "end cluster-teardown");
+        assert!(f.log().contains(&"start cluster-teardown failed=true".to_string()));
     }
 
     #[test]
@@ -564,10 +511,10 @@ mod tests {
         let barrier = Arc::new(Barrier::new(2));
         let plan = Plan::new()
             .parallel(vec![
-                Box::new(f.waiting("cluster", Wait::Barrier(Arc::clone(&barrier)))),
-                Box::new(f.waiting("checkout", Wait::Barrier(barrier))),
+                Box::new(f.waiting(StageName::ClusterUp, Wait::Barrier(Arc::clone(&barrier)))),
+                Box::new(f.waiting(StageName::DevCheckout, Wait::Barrier(barrier))),
             ])
-            .then(f.step("install", Ok(Outcome::Done)));
+            .then(f.step(StageName::HelmInstall, Ok(Completion::Done)));
         // Run one after the other, neither stage could pass the barrier: the timeout would fire.
         let record = block_on(async {
             tokio::time::timeout(Duration::from_secs(10), runner().run(plan, &mut no_interrupts())).await
@@ -575,7 +522,7 @@ mod tests {
         .expect("the parallel stages did not run at the same time");
         assert_eq!(record.outcome, RunOutcome::Passed);
         assert_eq!(record.stages[0].group, record.stages[1].group);
-        assert_eq!(f.log().last().unwrap(), "end install");
+        assert_eq!(f.log().last().unwrap(), "end helm-install");
     }
 
     #[test]
@@ -583,22 +530,25 @@ mod tests {
         let f = Fixture::new();
         let plan = Plan::new()
             .parallel(vec![
-                Box::new(f.waiting("cluster", Wait::Forever(Arc::new(Notify::new())))),
-                Box::new(f.step("checkout", Err("no such commit"))),
+                Box::new(f.waiting(StageName::ClusterUp, Wait::Forever(Arc::new(Notify::new())))),
+                Box::new(f.step(StageName::DevCheckout, Err("no such commit"))),
             ])
-            .then(f.step("install", Ok(Outcome::Done)))
-            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+            .then(f.step(StageName::HelmInstall, Ok(Completion::Done)))
+            .cleanup(f.step(StageName::ClusterTeardown, Ok(Completion::Done)));
         let record = block_on(runner().run(plan, &mut no_interrupts()));
-        assert_eq!(record.outcome, RunOutcome::Failed { stage: "checkout".into(), error: "no such commit".into() });
+        assert_eq!(
+            record.outcome,
+            RunOutcome::Failed { stage: StageName::DevCheckout, error: "no such commit".into() }
+        );
         assert_eq!(
             outcomes(&record.stages),
             [
-                ("cluster", StageOutcome::Cancelled),
-                ("checkout", StageOutcome::Failed),
-                ("install", StageOutcome::NotRun)
+                ("cluster-up", StageOutcome::Cancelled),
+                ("dev-checkout", StageOutcome::Failed),
+                ("helm-install", StageOutcome::NotRun)
             ]
         );
-        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
+        assert_eq!(outcomes(&record.cleanup), [("cluster-teardown", StageOutcome::Passed)]);
     }
 
     #[test]
@@ -606,9 +556,9 @@ mod tests {
         let f = Fixture::new();
         let started = Arc::new(Notify::new());
         let plan = Plan::new()
-            .then(f.waiting("tests", Wait::Forever(Arc::clone(&started))))
-            .then(f.step("release", Ok(Outcome::Done)))
-            .cleanup(f.step("teardown", Ok(Outcome::Done)));
+            .then(f.waiting(StageName::IntegrationTests, Wait::Forever(Arc::clone(&started))))
+            .then(f.step(StageName::Release, Ok(Completion::Done)))
+            .cleanup(f.step(StageName::ClusterTeardown, Ok(Completion::Done)));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let record = block_on(async move {
             let ctrl_c = async move {
@@ -623,23 +573,29 @@ mod tests {
             }
         });
         assert_eq!(record.outcome, RunOutcome::Interrupted);
-        assert_eq!(outcomes(&record.stages), [("tests", StageOutcome::Interrupted), ("release", StageOutcome::NotRun)]);
-        assert_eq!(outcomes(&record.cleanup), [("teardown", StageOutcome::Passed)]);
-        assert!(f.log().contains(&"start teardown failed=true".to_string()));
+        assert_eq!(
+            outcomes(&record.stages),
+            [("integration-tests", StageOutcome::Interrupted), ("release", StageOutcome::NotRun)]
+        );
+        assert_eq!(outcomes(&record.cleanup), [("cluster-teardown", StageOutcome::Passed)]);
+        assert!(f.log().contains(&"start cluster-teardown failed=true".to_string()));
     }
 
     #[test]
     fn a_failing_cleanup_fails_a_passing_run() {
         let f = Fixture::new();
         let plan = Plan::new()
-            .then(f.step("build", Ok(Outcome::Done)))
-            .cleanup(f.step("teardown", Err("kind delete failed")))
-            .cleanup(f.step("remove-temp", Ok(Outcome::Done)));
+            .then(f.step(StageName::Build, Ok(Completion::Done)))
+            .cleanup(f.step(StageName::ClusterTeardown, Err("kind delete failed")))
+            .cleanup(f.step(StageName::NodeImageCache, Ok(Completion::Done)));
         let record = block_on(runner().run(plan, &mut no_interrupts()));
-        assert_eq!(record.outcome, RunOutcome::Failed { stage: "teardown".into(), error: "kind delete failed".into() });
+        assert_eq!(
+            record.outcome,
+            RunOutcome::Failed { stage: StageName::ClusterTeardown, error: "kind delete failed".into() }
+        );
         assert_eq!(
             outcomes(&record.cleanup),
-            [("teardown", StageOutcome::Failed), ("remove-temp", StageOutcome::Passed)]
+            [("cluster-teardown", StageOutcome::Failed), ("node-image-cache", StageOutcome::Passed)]
         );
     }
 }

@@ -143,10 +143,11 @@ fn the_token_is_written_to_no_file_of_the_clone() {
         branch: "main".into(),
         auth: stagecoach::tools::git::Auth::UserPass { username: "ci".into(), password: CANARY.into() },
     };
-    let edits = [stagecoach::promote::Edit::new("values.yaml", vec![("image.tag".into(), "v1".into())])];
+    let edits = [stagecoach::branch_update::Edit::new("values.yaml", vec![("image.tag".into(), "v1".into())])];
     let git2 = stagecoach::tools::git::Git2::new(secrets);
-    let promotion = stagecoach::promote::promote(&git2, &remote, &edits, &Default::default(), clone.path()).unwrap();
-    assert!(matches!(promotion.outcome, stagecoach::promote::Outcome::Pushed { .. }));
+    let promotion =
+        stagecoach::branch_update::update(&git2, &remote, &edits, &Default::default(), clone.path()).unwrap();
+    assert!(matches!(promotion.outcome, stagecoach::branch_update::UpdateOutcome::Pushed { .. }));
     let bytes = everything_under(clone.path());
     assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "the token is in a file of the clone");
     let config = std::fs::read_to_string(clone.path().join(".git/config")).unwrap();

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use super::{AppError, diff, write_atomically};
+use super::AppError;
 use crate::chart::{edit, index, package};
+use crate::files::{diff, write_atomically};
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AppError {
     let what = what.into();

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AppError, Outside};
-use crate::cli::Global;
-use crate::process::{Cmd, Runner};
+use super::{AppError, Global, Outside};
+use crate::process::{Cmd, Spawner};
 use crate::tools::git;
 
 /// Marks a directory as the demo's own, so that a second run may wipe it.
@@ -17,7 +16,7 @@ struct Demo<'a> {
     work: PathBuf,
     project: PathBuf,
     env: Vec<(String, String)>,
-    runner: Runner,
+    spawner: Spawner,
     out: &'a mut dyn std::io::Write,
     records: Vec<PathBuf>,
 }
@@ -39,7 +38,7 @@ pub fn run(
         .canonicalize()
         .map_err(|source| AppError::Io { what: format!("reading {}", config.root.display()), source })?;
     if !project.join("operator").is_dir() || !project.join("chart-template/Chart.yaml").is_file() {
-        return Err(AppError::Credentials(format!(
+        return Err(AppError::Usage(format!(
             "{} is not the stagecoach repository: run the demo from a clone of it",
             project.display()
         )));
@@ -47,7 +46,7 @@ pub fn run(
     let work = if workdir.is_absolute() { workdir.to_path_buf() } else { outside.cwd.join(workdir) };
     if work.exists() {
         if !work.join(MARKER).is_file() {
-            return Err(AppError::Credentials(format!(
+            return Err(AppError::Usage(format!(
                 "{} exists and is not a demo directory; name another with --workdir",
                 work.display()
             )));
@@ -70,7 +69,7 @@ pub fn run(
         work,
         project,
         env: Vec::new(),
-        runner: Runner::new(Default::default(), false),
+        spawner: Spawner::new(Default::default(), false),
         out: stdout,
         records: Vec::new(),
     };
@@ -95,7 +94,7 @@ impl Demo<'_> {
             cmd = cmd.env(k, v);
         }
         self.say(&format!("\n$ stagecoach {}   (in {})", args.join(" "), dir.display()))?;
-        let result = self.runner.stream(&cmd, &|_| {}, &|line| eprintln!("  {line}")).await;
+        let result = self.spawner.stream(&cmd, &|_| {}, &|line| eprintln!("  {line}")).await;
         self.records.push(path);
         result.map_err(|e| fail(format!("`stagecoach {}` failed: {e}", args.join(" "))))
     }

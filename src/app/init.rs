@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use super::{AppError, Outside};
-use crate::cli::{Global, InitKind};
+use super::{AppError, Global, InitKind, Outside};
 use crate::tools::git::{self, Author};
 
 pub fn run(
@@ -15,7 +14,7 @@ pub fn run(
     stdout: &mut dyn std::io::Write,
 ) -> Result<(), AppError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(AppError::Credentials(format!(
+        return Err(AppError::Usage(format!(
             "{} exists and is not empty; init makes new repositories only",
             dir.display()
         )));
@@ -30,7 +29,7 @@ pub fn run(
         InitKind::Qa => {
             let template = from.map(Path::to_path_buf).unwrap_or_else(|| root.join("chart-template"));
             if !template.join("Chart.yaml").is_file() {
-                return Err(AppError::Credentials(format!(
+                return Err(AppError::Usage(format!(
                     "{} is not a chart to seed the QA repository from; pass --from CHART_DIR or run in the DEV repository",
                     template.display()
                 )));

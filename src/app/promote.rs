@@ -1,29 +1,15 @@
 //! `stagecoach promote`: one promotion from the command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use super::{AppError, Outside};
-use crate::cli::Global;
+use super::{AppError, Global, Outside, Promote};
+use crate::branch_update::{self, Edit, UpdateOptions, UpdateOutcome};
 use crate::config::{self, Config, ConfigError};
-use crate::promote::{self, Edit, Options, Outcome};
 use crate::secrets::Secrets;
 use crate::tools::git::{Auth, Author, Git2, Remote};
 
-pub struct Request {
-    pub repo: String,
-    pub branch: Option<String>,
-    pub file: PathBuf,
-    pub set: Vec<(String, String)>,
-    pub create: bool,
-    pub message: String,
-    pub credentials: Option<String>,
-    pub author: String,
-    pub attempts: u32,
-}
-
 pub fn run(
-    request: Request,
+    request: Promote,
     global: &Global,
     outside: &Outside<'_>,
     stdout: &mut dyn std::io::Write,
@@ -52,7 +38,7 @@ pub fn run(
         _ => Auth::None,
     };
     let author = Author::parse(&request.author)
-        .ok_or_else(|| AppError::Credentials(format!("--author {:?} is not `Name <email>`", request.author)))?;
+        .ok_or_else(|| AppError::Usage(format!("--author {:?} is not `Name <email>`", request.author)))?;
 
     let files = request.file.display().to_string();
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
@@ -68,38 +54,43 @@ pub fn run(
     if let Ok(build) = crate::ci::detect(outside.env, &outside.cwd) {
         vars.insert("commit", build.commit);
     }
-    let message = promote::render_message(&request.message, &vars)
-        .map_err(|e| AppError::Credentials(format!("--message: {e}")))?;
+    let message = branch_update::render_message(&request.message, &vars)
+        .map_err(|e| AppError::Usage(format!("--message: {e}")))?;
 
     let remote = Remote { url: url.clone(), branch: branch.clone(), auth };
     let edits = [Edit { create: request.create, ..Edit::new(request.file.clone(), request.set.clone()) }];
-    let options =
-        Options { author, message, dry_run: global.dry_run, attempts: request.attempts, ..Options::default() };
+    let options = UpdateOptions {
+        author,
+        message,
+        dry_run: global.dry_run,
+        attempts: request.attempts,
+        ..UpdateOptions::default()
+    };
     let workdir = tempfile::Builder::new()
         .prefix("stagecoach-promote-")
         .tempdir()
         .map_err(|source| AppError::Io { what: "creating a work directory".into(), source })?;
     let git = Git2::new(secrets.clone());
-    let promotion = promote::promote(&git, &remote, &edits, &options, workdir.path())
+    let promotion = branch_update::update(&git, &remote, &edits, &options, workdir.path())
         .map_err(|e| AppError::Failed(secrets.mask(&e.to_string()).into_owned()))?;
 
     let shown_url = secrets.mask(&url).into_owned();
     let summary = match &promotion.outcome {
-        Outcome::Pushed { commit } => format!(
+        UpdateOutcome::Pushed { commit } => format!(
             "pushed {} to {shown_url} ({branch}){}\n",
             &commit[..commit.len().min(12)],
             if promotion.attempts > 1 { format!(" after {} attempts", promotion.attempts) } else { String::new() }
         ),
-        Outcome::Unchanged => {
+        UpdateOutcome::Unchanged => {
             format!("{files} in {shown_url} ({branch}) already holds these values: nothing to commit\n")
         }
-        Outcome::DryRun => "dry run: nothing committed or pushed\n".to_string(),
+        UpdateOutcome::DryRun => "dry run: nothing committed or pushed\n".to_string(),
     };
     if let Some(path) = &global.report {
         let (outcome, commit) = match &promotion.outcome {
-            Outcome::Pushed { commit } => ("pushed", Some(commit.as_str())),
-            Outcome::Unchanged => ("unchanged", None),
-            Outcome::DryRun => ("dry-run", None),
+            UpdateOutcome::Pushed { commit } => ("pushed", Some(commit.as_str())),
+            UpdateOutcome::Unchanged => ("unchanged", None),
+            UpdateOutcome::DryRun => ("dry-run", None),
         };
         let record = serde_json::json!({
             "stagecoach_version": env!("CARGO_PKG_VERSION"),
@@ -112,7 +103,7 @@ pub fn run(
             "diff": secrets.mask(&promotion.diff),
         });
         let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-        super::write_atomically(path, &bytes)
+        crate::files::write_atomically(path, &bytes)
             .map_err(|source| AppError::Io { what: format!("writing {}", path.display()), source })?;
     }
     let text = format!("{}{summary}", secrets.mask(&promotion.diff));

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use crate::config::Command;
-use crate::process::{Cmd, Runner, shell_quote};
-use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::process::{Cmd, Spawner, shell_quote};
+use crate::record::StageName;
+use crate::runner::{Completion, Stage, StageContext, StageFuture};
 
 /// `sh -c '…' (timeout 30m)`: a pipeline command as it will run.
 pub fn describe(command: &Command) -> String {
@@ -12,15 +13,15 @@ pub fn describe(command: &Command) -> String {
 }
 
 pub struct RunCommand {
-    pub name: &'static str,
+    pub name: StageName,
     pub command: Command,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
-    pub process: Runner,
+    pub spawner: Spawner,
 }
 
 impl Stage for RunCommand {
-    fn name(&self) -> &str {
+    fn name(&self) -> StageName {
         self.name
     }
 
@@ -34,8 +35,8 @@ impl Stage for RunCommand {
             for (key, value) in &self.env {
                 cmd = cmd.env(key, value);
             }
-            self.process.stream(&cmd, &|l| ctx.line(l), &|l| ctx.line(l)).await?;
-            Ok(Outcome::Done)
+            self.spawner.stream(&cmd, &|l| ctx.line(l), &|l| ctx.line(l)).await?;
+            Ok(Completion::Done)
         })
     }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::SharedFacts;
-use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::record::{Detail, StageName};
+use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::docker::{DockerEngine, DockerError, RegistryAuth};
 
 /// What the image stages need of an engine; the real one is [`DockerEngine`].
@@ -62,8 +63,8 @@ pub struct BuildImage<I> {
 }
 
 impl<I: Images> Stage for BuildImage<I> {
-    fn name(&self) -> &str {
-        "image-build"
+    fn name(&self) -> StageName {
+        StageName::ImageBuild
     }
 
     fn describe(&self) -> Vec<String> {
@@ -81,10 +82,10 @@ impl<I: Images> Stage for BuildImage<I> {
             let reference = format!("{}:{}", self.repository, self.tag);
             let id = self.images.build(tar, &inside, &reference, &|l| ctx.line(l)).await?;
             self.images.tag(&id, &self.repository, "latest").await?;
-            ctx.detail("image", &reference);
-            ctx.detail("image_id", &id);
+            ctx.detail(Detail::Image, &reference);
+            ctx.detail(Detail::ImageId, &id);
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id = Some(id);
-            Ok(Outcome::Done)
+            Ok(Completion::Done)
         })
     }
 }
@@ -102,8 +103,8 @@ pub struct PushImage<I> {
 }
 
 impl<I: Images> Stage for PushImage<I> {
-    fn name(&self) -> &str {
-        "image-push"
+    fn name(&self) -> StageName {
+        StageName::ImagePush
     }
 
     fn describe(&self) -> Vec<String> {
@@ -119,23 +120,23 @@ impl<I: Images> Stage for PushImage<I> {
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             if self.dry_run {
-                return Ok(Outcome::Skipped(format!(
+                return Ok(Completion::Skipped(format!(
                     "dry run: would push {0}:{1} and {0}:latest",
                     self.repository, self.tag
                 )));
             }
             if self.no_push {
-                return Ok(Outcome::Skipped(format!(
+                return Ok(Completion::Skipped(format!(
                     "--no-push: {0}:{1} stays in the local engine",
                     self.repository, self.tag
                 )));
             }
             let digest = self.images.push(&self.repository, &self.tag, self.auth.as_ref(), &|l| ctx.line(l)).await?;
             self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
-            ctx.detail("digest", &digest);
-            ctx.detail("pushed", format!("{0}:{1}, {0}:latest", self.repository, self.tag));
+            ctx.detail(Detail::Digest, &digest);
+            ctx.detail(Detail::Pushed, format!("{0}:{1}, {0}:latest", self.repository, self.tag));
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest = Some(digest);
-            Ok(Outcome::Done)
+            Ok(Completion::Done)
         })
     }
 }

@@ -1,10 +1,11 @@
 //! One file per stage. A stage gets its adapters and settings when it is built (in
 //! `pipeline.rs`) and never starts programs or dials out except through them.
 
+pub mod cluster;
 pub mod command;
 pub mod image;
+pub mod promote_to_qa;
 pub mod qa;
-pub mod qa_promote;
 pub mod release;
 
 use std::sync::{Arc, Mutex};

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::branch_update::{self, Change, UpdateError, UpdateOptions, UpdateOutcome};
 use crate::chart::{index, package};
-use crate::promote::{self, Change, Options, Outcome as Pushed, PromoteError};
-use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::record::{Detail, StageName};
+use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::git::{Author, Git2, Remote};
 use crate::version;
 
@@ -23,7 +24,7 @@ pub struct Release {
     pub author: Author,
     pub dry_run: bool,
     pub run_id: String,
-    pub process: crate::process::Runner,
+    pub spawner: crate::process::Spawner,
     pub expect: super::Expectation,
     /// How long the published index may take to show at `base_url`.
     pub serve_timeout: std::time::Duration,
@@ -49,11 +50,11 @@ fn publish_into(
     package: &package::Package,
     base_url: Option<&str>,
     now: &str,
-) -> Result<Change, PromoteError> {
+) -> Result<Change, UpdateError> {
     let index_path = dir.join("index.yaml");
     let io = |file: &str| {
         let file = PathBuf::from(file);
-        move |source| PromoteError::Io { file, source }
+        move |source| UpdateError::Io { file, source }
     };
     let existing = match std::fs::read_to_string(&index_path) {
         Ok(text) => Some(text),
@@ -66,13 +67,13 @@ fn publish_into(
     };
     let entry = index::NewEntry { metadata: &package.metadata, digest: &package.digest, url };
     let (merged, outcome) = index::merge(existing.as_deref(), &entry, now)
-        .map_err(|e| PromoteError::Compute { file: "index.yaml".into(), message: e.to_string() })?;
+        .map_err(|e| UpdateError::Compute { file: "index.yaml".into(), message: e.to_string() })?;
     if outcome == index::Merged::AlreadyPublished {
         return Ok(Change { files: vec![], diff: String::new() });
     }
     let tgz = dir.join(&package.file_name);
     if std::fs::read(&tgz).is_ok_and(|bytes| bytes != package.bytes) {
-        return Err(PromoteError::Compute {
+        return Err(UpdateError::Compute {
             file: package.file_name.clone().into(),
             message: "is in the repository with other bytes but not in index.yaml; remove it or bump the version"
                 .into(),
@@ -80,13 +81,13 @@ fn publish_into(
     }
     std::fs::write(&tgz, &package.bytes).map_err(io(&package.file_name))?;
     std::fs::write(&index_path, &merged).map_err(io("index.yaml"))?;
-    let diff = crate::app::diff(existing.as_deref().unwrap_or(""), &merged, "index.yaml");
+    let diff = crate::files::diff(existing.as_deref().unwrap_or(""), &merged, "index.yaml");
     Ok(Change { files: vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")], diff })
 }
 
 impl Stage for Release {
-    fn name(&self) -> &str {
-        "release"
+    fn name(&self) -> StageName {
+        StageName::Release
     }
 
     fn describe(&self) -> Vec<String> {
@@ -128,13 +129,13 @@ impl Stage for Release {
             let package = self.package()?;
             let version = package.metadata.semver();
             if !version::is_release(&version) {
-                return Ok(Outcome::Skipped(format!(
+                return Ok(Completion::Skipped(format!(
                     "not a release: {version} has a pre-release part; nothing to publish"
                 )));
             }
             self.check_tested(&package)?;
-            ctx.detail("package", &package.file_name);
-            ctx.detail("digest", format!("sha256:{}", package.digest));
+            ctx.detail(Detail::Package, &package.file_name);
+            ctx.detail(Detail::Digest, format!("sha256:{}", package.digest));
             let message = format!(
                 "Release {} {}\n\nApp-Version: {}\nChart-Digest: sha256:{}\nStagecoach-Run: {}\n",
                 package.metadata.name,
@@ -143,13 +144,18 @@ impl Stage for Release {
                 package.digest,
                 self.run_id
             );
-            let options = Options { author: self.author.clone(), message, dry_run: self.dry_run, ..Options::default() };
+            let options = UpdateOptions {
+                author: self.author.clone(),
+                message,
+                dry_run: self.dry_run,
+                ..UpdateOptions::default()
+            };
             let (git, remote, base_url) = (self.git.clone(), self.remote.clone(), self.base_url.clone());
             let to_publish = package.clone();
             let promotion = tokio::task::spawn_blocking(move || {
                 let workdir = tempfile::Builder::new().prefix("stagecoach-release-").tempdir()?;
                 let now = index::rfc3339(std::time::SystemTime::now());
-                promote::promote_with(
+                branch_update::update_with(
                     &git,
                     &remote,
                     &|dir| publish_into(dir, &to_publish, base_url.as_deref(), &now),
@@ -163,19 +169,21 @@ impl Stage for Release {
                 ctx.line(line);
             }
             match promotion.outcome {
-                Pushed::Unchanged => {
-                    return Ok(Outcome::Skipped(format!(
+                UpdateOutcome::Unchanged => {
+                    return Ok(Completion::Skipped(format!(
                         "{} {version} is already published with this digest",
                         package.metadata.name
                     )));
                 }
-                Pushed::DryRun => return Ok(Outcome::Skipped("dry run: the index change above was not pushed".into())),
-                Pushed::Pushed { commit } => ctx.detail("release_commit", commit),
+                UpdateOutcome::DryRun => {
+                    return Ok(Completion::Skipped("dry run: the index change above was not pushed".into()));
+                }
+                UpdateOutcome::Pushed { commit } => ctx.detail(Detail::ReleaseCommit, commit),
             }
             if let Some(base) = &self.base_url {
                 self.check_served(base, &package, ctx).await?;
             }
-            Ok(Outcome::Done)
+            Ok(Completion::Done)
         })
     }
 }
@@ -230,7 +238,7 @@ impl Release {
         let digest = package.digest.as_str();
         let deadline = std::time::Instant::now() + self.serve_timeout;
         loop {
-            let served = match self.process.output(&cmd, &|l| ctx.line(l)).await {
+            let served = match self.spawner.output(&cmd, &|l| ctx.line(l)).await {
                 Ok(out) => out.stdout,
                 Err(crate::process::ProcessError::NotFound { program, hint }) => {
                     return Err(Box::new(crate::process::ProcessError::NotFound { program, hint }));
@@ -238,7 +246,7 @@ impl Release {
                 Err(error) => format!("(not served: {error})"),
             };
             if served.contains(digest) {
-                ctx.detail("served", &url);
+                ctx.detail(Detail::Served, &url);
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {

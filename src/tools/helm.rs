@@ -3,31 +3,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::process::{Cmd, LineSink, ProcessError, Runner};
+use super::Target;
+use crate::process::{Cmd, LineSink, ProcessError, Spawner};
 
 pub const INSTALL: &str = "install Helm 3 (https://helm.sh/docs/intro/install/) or set tools.helm";
 
 #[derive(Clone, Debug)]
 pub struct Helm {
     pub bin: PathBuf,
-    pub runner: Runner,
+    pub spawner: Spawner,
 }
 
-/// Which cluster a command talks to.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub kubeconfig: PathBuf,
-    pub context: Option<String>,
-}
-
-impl Target {
-    fn args(&self) -> Vec<String> {
-        let mut args = vec!["--kubeconfig".to_string(), self.kubeconfig.display().to_string()];
-        if let Some(context) = &self.context {
-            args.extend(["--kube-context".to_string(), context.clone()]);
-        }
-        args
+/// helm's flags for a target.
+fn target_args(target: &Target) -> Vec<String> {
+    let mut args = vec!["--kubeconfig".to_string(), target.kubeconfig.display().to_string()];
+    if let Some(context) = &target.context {
+        args.extend(["--kube-context".to_string(), context.clone()]);
     }
+    args
 }
 
 /// A release to install or upgrade: `helm template` renders exactly what it would install.
@@ -54,7 +47,7 @@ impl Helm {
 
     /// The command line as it would be echoed (secrets masked), for plans.
     pub fn display(&self, cmd: &Cmd) -> String {
-        self.runner.display(cmd)
+        self.spawner.display(cmd)
     }
 
     /// `helm upgrade --install`, waiting until the release's resources are ready.
@@ -63,7 +56,7 @@ impl Helm {
             .args(["upgrade", "--install", &install.release])
             .arg(install.chart.display().to_string())
             .args(["--wait", "--timeout", &format!("{}s", install.timeout.as_secs())])
-            .args(target.args())
+            .args(target_args(target))
             .args(install.set_args())
             .timeout(install.timeout + Duration::from_secs(60))
     }
@@ -75,7 +68,7 @@ impl Helm {
         echo: LineSink<'_>,
         lines: LineSink<'_>,
     ) -> Result<(), ProcessError> {
-        self.runner.stream(&self.upgrade_install_cmd(install, target), echo, lines).await
+        self.spawner.stream(&self.upgrade_install_cmd(install, target), echo, lines).await
     }
 
     /// `helm template`: the manifests the install would apply, rendered without a cluster.
@@ -88,11 +81,11 @@ impl Helm {
     }
 
     pub async fn template(&self, install: &Install, echo: LineSink<'_>) -> Result<String, ProcessError> {
-        Ok(self.runner.output(&self.template_cmd(install), echo).await?.stdout)
+        Ok(self.spawner.output(&self.template_cmd(install), echo).await?.stdout)
     }
 
     pub async fn status(&self, release: &str, target: &Target, echo: LineSink<'_>) -> Result<String, ProcessError> {
-        let cmd = self.cmd().args(["status", release]).args(target.args()).timeout(Duration::from_secs(60));
-        Ok(self.runner.output(&cmd, echo).await?.stdout)
+        let cmd = self.cmd().args(["status", release]).args(target_args(target)).timeout(Duration::from_secs(60));
+        Ok(self.spawner.output(&cmd, echo).await?.stdout)
     }
 }

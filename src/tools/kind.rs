@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::process::{Cmd, LineSink, ProcessError, Runner};
+use crate::process::{Cmd, LineSink, ProcessError, Spawner};
 
 pub const INSTALL: &str =
     "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) or set tools.kind";
@@ -12,7 +12,7 @@ pub const INSTALL: &str =
 #[derive(Clone, Debug)]
 pub struct Kind {
     pub bin: PathBuf,
-    pub runner: Runner,
+    pub spawner: Spawner,
 }
 
 impl Kind {
@@ -22,7 +22,7 @@ impl Kind {
 
     /// `v0.27.0` from `kind v0.27.0 go1.23.6 linux/amd64`.
     pub async fn version(&self, echo: LineSink<'_>) -> Result<String, ProcessError> {
-        let out = self.runner.output(&self.cmd().arg("version").timeout(Duration::from_secs(30)), echo).await?;
+        let out = self.spawner.output(&self.cmd().arg("version").timeout(Duration::from_secs(30)), echo).await?;
         Ok(out.stdout.split_whitespace().find(|w| w.starts_with('v')).unwrap_or("unknown").to_string())
     }
 
@@ -30,7 +30,7 @@ impl Kind {
     pub async fn clusters(&self, echo: LineSink<'_>) -> Result<Vec<String>, ProcessError> {
         let cmd = self.cmd().args(["get", "clusters"]).timeout(Duration::from_secs(60));
         Ok(self
-            .runner
+            .spawner
             .output(&cmd, echo)
             .await?
             .stdout
@@ -43,7 +43,7 @@ impl Kind {
 
     /// The command line as it would be echoed (secrets masked), for plans.
     pub fn display(&self, cmd: &Cmd) -> String {
-        self.runner.display(cmd)
+        self.spawner.display(cmd)
     }
 
     pub fn create_cmd(&self, name: &str, image: &str, config: Option<&Path>, kubeconfig: &Path) -> Cmd {
@@ -58,7 +58,7 @@ impl Kind {
     }
 
     pub async fn create(&self, cmd: &Cmd, echo: LineSink<'_>, lines: LineSink<'_>) -> Result<(), ProcessError> {
-        self.runner.stream(cmd, echo, lines).await
+        self.spawner.stream(cmd, echo, lines).await
     }
 
     pub fn load_image_cmd(&self, name: &str, image: &str) -> Cmd {
@@ -72,7 +72,7 @@ impl Kind {
         echo: LineSink<'_>,
         lines: LineSink<'_>,
     ) -> Result<(), ProcessError> {
-        self.runner.stream(&self.load_image_cmd(name, image), echo, lines).await
+        self.spawner.stream(&self.load_image_cmd(name, image), echo, lines).await
     }
 
     pub async fn export_logs(&self, name: &str, dir: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
@@ -82,7 +82,7 @@ impl Kind {
             .arg(dir.display().to_string())
             .args(["--name", name])
             .timeout(Duration::from_secs(300));
-        self.runner.output(&cmd, echo).await.map(|_| ())
+        self.spawner.output(&cmd, echo).await.map(|_| ())
     }
 
     pub fn delete_cmd(&self, name: &str, kubeconfig: &Path) -> Cmd {
@@ -93,6 +93,6 @@ impl Kind {
     }
 
     pub async fn delete(&self, name: &str, kubeconfig: &Path, echo: LineSink<'_>) -> Result<(), ProcessError> {
-        self.runner.output(&self.delete_cmd(name, kubeconfig), echo).await.map(|_| ())
+        self.spawner.output(&self.delete_cmd(name, kubeconfig), echo).await.map(|_| ())
     }
 }

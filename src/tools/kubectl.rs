@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::helm::Target;
-use crate::process::{Cmd, LineSink, ProcessError, Runner};
+use super::Target;
+use crate::process::{Cmd, LineSink, ProcessError, Spawner};
 
 pub const INSTALL: &str = "install kubectl (https://kubernetes.io/docs/tasks/tools/) or set tools.kubectl";
 
 #[derive(Clone, Debug)]
 pub struct Kubectl {
     pub bin: PathBuf,
-    pub runner: Runner,
+    pub spawner: Spawner,
 }
 
 impl Kubectl {
@@ -47,12 +47,12 @@ impl Kubectl {
         context: Option<&str>,
         echo: LineSink<'_>,
     ) -> Result<String, ProcessError> {
-        Ok(self.runner.output(&self.minified_kubeconfig_cmd(sources, context), echo).await?.stdout)
+        Ok(self.spawner.output(&self.minified_kubeconfig_cmd(sources, context), echo).await?.stdout)
     }
 
     /// The command line as it would be echoed (secrets masked), for plans.
     pub fn display(&self, cmd: &Cmd) -> String {
-        self.runner.display(cmd)
+        self.spawner.display(cmd)
     }
 
     /// Asks the API server its version: proves it answers and the credentials work, with no
@@ -62,7 +62,7 @@ impl Kubectl {
     }
 
     pub async fn reachable(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
-        self.runner.output(&self.reachable_cmd(target), echo).await.map(|_| ())
+        self.spawner.output(&self.reachable_cmd(target), echo).await.map(|_| ())
     }
 
     pub async fn wait_nodes_ready(&self, target: &Target, echo: LineSink<'_>) -> Result<(), ProcessError> {
@@ -70,14 +70,14 @@ impl Kubectl {
             .cmd(target)
             .args(["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s"])
             .timeout(Duration::from_secs(200));
-        self.runner.output(&cmd, echo).await.map(|_| ())
+        self.spawner.output(&cmd, echo).await.map(|_| ())
     }
 
     /// Runs `kubectl ARGS` and returns what it printed, errors included: diagnostics take
     /// whatever they can get.
     pub async fn capture(&self, target: &Target, args: &[&str], echo: LineSink<'_>) -> String {
         let cmd = self.cmd(target).args(args.iter().copied()).timeout(Duration::from_secs(120));
-        match self.runner.output(&cmd, echo).await {
+        match self.spawner.output(&cmd, echo).await {
             Ok(out) => out.stdout,
             Err(error) => format!("(kubectl {} failed: {error})\n", args.join(" ")),
         }

@@ -6,3 +6,13 @@ pub mod git;
 pub mod helm;
 pub mod kind;
 pub mod kubectl;
+
+use std::path::PathBuf;
+
+/// The cluster helm and kubectl talk to: a kubeconfig and, where it holds more than one, the
+/// context.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub kubeconfig: PathBuf,
+    pub context: Option<String>,
+}

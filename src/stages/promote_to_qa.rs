@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{ImageKeys, SharedFacts};
+use crate::branch_update::{self, Edit, UpdateOptions, UpdateOutcome};
 use crate::ci::BuildInfo;
-use crate::promote::{self, Edit, Options, Outcome as Promoted};
-use crate::runner::{Outcome, Stage, StageContext, StageFuture};
+use crate::record::{Detail, StageName};
+use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::git::{Author, Git2, Remote};
 use crate::version;
 
@@ -55,7 +56,7 @@ impl PromoteToQa {
         let release = self.build.tag.as_deref().map(version::release_version).transpose()?;
         let short = self.build.short.clone();
         let chart_file = in_chart(&self.chart_path, "Chart.yaml");
-        let computed: promote::Computed = Arc::new(move |current: &[u8]| {
+        let computed: branch_update::Computed = Arc::new(move |current: &[u8]| {
             let version = match &release {
                 Some(release) => release.clone(),
                 None => {
@@ -68,7 +69,7 @@ impl PromoteToQa {
             Ok(vec![("version".to_string(), version.to_string())])
         });
         let digest_key = self.keys.digest.clone();
-        let digest: promote::Computed =
+        let digest: branch_update::Computed =
             Arc::new(move |values: &[u8]| digest_assignment(&digest_key, digest.as_deref(), values));
         Ok(vec![
             Edit {
@@ -104,8 +105,8 @@ fn chart_version(text: &str) -> Option<String> {
 }
 
 impl Stage for PromoteToQa {
-    fn name(&self) -> &str {
-        "qa-promote"
+    fn name(&self) -> StageName {
+        StageName::QaPromote
     }
 
     fn describe(&self) -> Vec<String> {
@@ -144,23 +145,28 @@ impl Stage for PromoteToQa {
                 None => message.push_str(&format!("Image: {image}\n")),
             }
             message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
-            let options = Options { author: self.author.clone(), message, dry_run: self.dry_run, ..Options::default() };
+            let options = UpdateOptions {
+                author: self.author.clone(),
+                message,
+                dry_run: self.dry_run,
+                ..UpdateOptions::default()
+            };
             let (git, remote) = (self.git.clone(), self.remote.clone());
             let promotion = tokio::task::spawn_blocking(move || {
                 let workdir = tempfile::Builder::new().prefix("stagecoach-qa-").tempdir()?;
-                promote::promote(&git, &remote, &edits, &options, workdir.path()).map_err(std::io::Error::other)
+                branch_update::update(&git, &remote, &edits, &options, workdir.path()).map_err(std::io::Error::other)
             })
             .await??;
             for line in promotion.diff.lines() {
                 ctx.line(line);
             }
             Ok(match promotion.outcome {
-                Promoted::Pushed { commit } => {
-                    ctx.detail("qa_commit", &commit);
-                    Outcome::Done
+                UpdateOutcome::Pushed { commit } => {
+                    ctx.detail(Detail::QaCommit, &commit);
+                    Completion::Done
                 }
-                Promoted::Unchanged => Outcome::Skipped("the QA chart already holds this build".into()),
-                Promoted::DryRun => Outcome::Skipped("dry run: the diff above was not pushed".into()),
+                UpdateOutcome::Unchanged => Completion::Skipped("the QA chart already holds this build".into()),
+                UpdateOutcome::DryRun => Completion::Skipped("dry run: the diff above was not pushed".into()),
             })
         })
     }

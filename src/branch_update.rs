@@ -1,5 +1,6 @@
-//! Promotion: write values into files of another repository, commit, push — the step that moves
-//! an image tag from DEV into the QA chart and a release into the chart repository.
+//! Updating a branch of another repository: clone it, change files, commit, push. The engine
+//! under the QA promotion (an image into the QA chart), the release (a package into the chart
+//! repository) and `stagecoach promote`.
 //!
 //! Safe under concurrency: when the push is rejected because the branch moved, the clone is
 //! synced to the new tip and the *edit* is applied again (not a textual rebase), with jittered
@@ -13,7 +14,7 @@ use std::time::Duration;
 use crate::chart::edit;
 use crate::tools::git::{Author, Git2, GitError, Remote};
 
-/// What promotion needs of git; the real one is [`Git2`].
+/// What a branch update needs of git; the real one is [`Git2`].
 pub trait Repo {
     /// Makes `dir` a clean clone of the branch tip; returns the tip commit.
     fn sync(&self, remote: &Remote, dir: &Path) -> Result<String, GitError>;
@@ -43,7 +44,7 @@ impl Repo for Git2 {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PromoteError {
+pub enum UpdateError {
     #[error(transparent)]
     Git(#[from] GitError),
     #[error("{}: {error}", .file.display())]
@@ -82,7 +83,7 @@ impl Edit {
 }
 
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct UpdateOptions {
     pub author: Author,
     /// The commit message, rendered once the changed files are known (see [`render_message`]).
     pub message: String,
@@ -92,7 +93,7 @@ pub struct Options {
     pub backoff: Duration,
 }
 
-impl Default for Options {
+impl Default for UpdateOptions {
     fn default() -> Self {
         Self {
             author: Author::default(),
@@ -107,7 +108,7 @@ impl Default for Options {
 pub const DEFAULT_MESSAGE: &str = "stagecoach: set {sets} in {files}";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum UpdateOutcome {
     /// Pushed as this commit.
     Pushed { commit: String },
     /// The files already held the values: no commit, no push.
@@ -117,8 +118,8 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Debug)]
-pub struct Promotion {
-    pub outcome: Outcome,
+pub struct Update {
+    pub outcome: UpdateOutcome,
     /// Unified diff of the change (empty when unchanged).
     pub diff: String,
     pub attempts: u32,
@@ -132,25 +133,25 @@ pub struct Change {
 }
 
 /// Clones `remote` into `workdir`, applies the edits, commits and pushes.
-pub fn promote(
+pub fn update(
     git: &dyn Repo,
     remote: &Remote,
     edits: &[Edit],
-    options: &Options,
+    options: &UpdateOptions,
     workdir: &Path,
-) -> Result<Promotion, PromoteError> {
-    promote_with(git, remote, &|dir| apply_edits(dir, edits), options, workdir)
+) -> Result<Update, UpdateError> {
+    update_with(git, remote, &|dir| apply_edits(dir, edits), options, workdir)
 }
 
-/// The promotion loop for any change: sync, `apply`, commit, push; on a rejected push, sync
+/// The update loop for any change: sync, `apply`, commit, push; on a rejected push, sync
 /// again and apply again on the new tip.
-pub fn promote_with(
+pub fn update_with(
     git: &dyn Repo,
     remote: &Remote,
-    apply: &dyn Fn(&Path) -> Result<Change, PromoteError>,
-    options: &Options,
+    apply: &dyn Fn(&Path) -> Result<Change, UpdateError>,
+    options: &UpdateOptions,
     workdir: &Path,
-) -> Result<Promotion, PromoteError> {
+) -> Result<Update, UpdateError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -159,54 +160,53 @@ pub fn promote_with(
         tracing::debug!(elapsed = ?started.elapsed(), "synced");
         let Change { files, diff } = apply(workdir)?;
         if files.is_empty() {
-            return Ok(Promotion { outcome: Outcome::Unchanged, diff, attempts: attempt });
+            return Ok(Update { outcome: UpdateOutcome::Unchanged, diff, attempts: attempt });
         }
         if options.dry_run {
-            return Ok(Promotion { outcome: Outcome::DryRun, diff, attempts: attempt });
+            return Ok(Update { outcome: UpdateOutcome::DryRun, diff, attempts: attempt });
         }
         let Some(commit) = git.commit(workdir, &files, &options.message, &options.author)? else {
-            return Ok(Promotion { outcome: Outcome::Unchanged, diff: String::new(), attempts: attempt });
+            return Ok(Update { outcome: UpdateOutcome::Unchanged, diff: String::new(), attempts: attempt });
         };
         tracing::debug!(elapsed = ?started.elapsed(), "committed");
         let pushed = git.push(remote, workdir);
         tracing::debug!(elapsed = ?started.elapsed(), "pushed");
         match pushed {
-            Ok(()) => return Ok(Promotion { outcome: Outcome::Pushed { commit }, diff, attempts: attempt }),
+            Ok(()) => return Ok(Update { outcome: UpdateOutcome::Pushed { commit }, diff, attempts: attempt }),
             Err(e) if e.is_rejected() && attempt < options.attempts => {
                 tracing::debug!(attempt, "push rejected; syncing and editing again");
                 std::thread::sleep(backoff(options.backoff, attempt));
             }
             Err(e) if e.is_rejected() => {
-                return Err(PromoteError::GaveUp { attempts: attempt, url: remote.url.clone() });
+                return Err(UpdateError::GaveUp { attempts: attempt, url: remote.url.clone() });
             }
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn apply_edits(workdir: &Path, edits: &[Edit]) -> Result<Change, PromoteError> {
+fn apply_edits(workdir: &Path, edits: &[Edit]) -> Result<Change, UpdateError> {
     let mut change = Change { files: Vec::new(), diff: String::new() };
     for edit in edits {
         let path = workdir.join(&edit.file);
-        let io = |source| PromoteError::Io { file: edit.file.clone(), source };
+        let io = |source| UpdateError::Io { file: edit.file.clone(), source };
         let before = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PromoteError::MissingFile(edit.file.clone()));
+                return Err(UpdateError::MissingFile(edit.file.clone()));
             }
             Err(e) => return Err(io(e)),
         };
         let mut assignments = edit.assignments.clone();
         if let Some(compute) = &edit.computed {
-            assignments.extend(
-                compute(&before).map_err(|message| PromoteError::Compute { file: edit.file.clone(), message })?,
-            );
+            assignments
+                .extend(compute(&before).map_err(|message| UpdateError::Compute { file: edit.file.clone(), message })?);
         }
         let after = edit::set_all(&before, &assignments, edit.create)
-            .map_err(|error| PromoteError::Edit { file: edit.file.clone(), error })?;
+            .map_err(|error| UpdateError::Edit { file: edit.file.clone(), error })?;
         if after != before {
             let name = edit.file.display().to_string();
-            change.diff.push_str(&crate::app::diff(
+            change.diff.push_str(&crate::files::diff(
                 &String::from_utf8_lossy(&before),
                 &String::from_utf8_lossy(&after),
                 &name,
@@ -299,7 +299,7 @@ mod tests {
     }
 
     /// A repository that rejects the first `reject` pushes, and moves its file each time, as a
-    /// concurrent promoter would.
+    /// concurrent writer would.
     struct Racing {
         reject: RefCell<u32>,
         syncs: RefCell<u32>,
@@ -330,12 +330,12 @@ mod tests {
         }
     }
 
-    fn setup(reject: u32) -> (Racing, Remote, Vec<Edit>, Options) {
+    fn setup(reject: u32) -> (Racing, Remote, Vec<Edit>, UpdateOptions) {
         let git = Racing { reject: RefCell::new(reject), syncs: RefCell::new(0), pushed: RefCell::new(Vec::new()) };
         let remote =
             Remote { url: "https://git.example/qa.git".into(), branch: "main".into(), auth: Default::default() };
         let edits = vec![Edit::new("values.yaml", vec![("image.tag".into(), "new".into())])];
-        let options = Options { attempts: 3, backoff: Duration::from_millis(1), ..Options::default() };
+        let options = UpdateOptions { attempts: 3, backoff: Duration::from_millis(1), ..UpdateOptions::default() };
         (git, remote, edits, options)
     }
 
@@ -343,8 +343,8 @@ mod tests {
     fn a_rejected_push_re_applies_the_edit_on_the_new_tip() {
         let (git, remote, edits, options) = setup(2);
         let dir = tempfile::tempdir().unwrap();
-        let promotion = promote(&git, &remote, &edits, &options, dir.path()).unwrap();
-        assert_eq!(promotion.attempts, 3);
+        let update = update(&git, &remote, &edits, &options, dir.path()).unwrap();
+        assert_eq!(update.attempts, 3);
         // The pushed file is the third tip's, with our edit: nothing of the others' lost.
         assert_eq!(*git.pushed.borrow(), ["other: 3 # moved by someone else\nimage:\n  tag: new\n"]);
     }
@@ -353,7 +353,7 @@ mod tests {
     fn it_gives_up_after_the_last_attempt() {
         let (git, remote, edits, options) = setup(3);
         let dir = tempfile::tempdir().unwrap();
-        let error = promote(&git, &remote, &edits, &options, dir.path()).unwrap_err();
+        let error = update(&git, &remote, &edits, &options, dir.path()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "gave up after 3 attempts: every push was rejected because https://git.example/qa.git kept moving; run it again"
@@ -365,12 +365,13 @@ mod tests {
     fn dry_run_and_no_change_push_nothing() {
         let (git, remote, edits, options) = setup(0);
         let dir = tempfile::tempdir().unwrap();
-        let dry = promote(&git, &remote, &edits, &Options { dry_run: true, ..options.clone() }, dir.path()).unwrap();
-        assert_eq!(dry.outcome, Outcome::DryRun);
+        let dry =
+            update(&git, &remote, &edits, &UpdateOptions { dry_run: true, ..options.clone() }, dir.path()).unwrap();
+        assert_eq!(dry.outcome, UpdateOutcome::DryRun);
         assert!(dry.diff.contains("-  tag: old\n+  tag: new\n"), "{}", dry.diff);
         let same = vec![Edit { assignments: vec![("image.tag".into(), "old".into())], ..edits[0].clone() }];
-        let unchanged = promote(&git, &remote, &same, &options, dir.path()).unwrap();
-        assert_eq!(unchanged.outcome, Outcome::Unchanged);
+        let unchanged = update(&git, &remote, &same, &options, dir.path()).unwrap();
+        assert_eq!(unchanged.outcome, UpdateOutcome::Unchanged);
         assert!(git.pushed.borrow().is_empty());
     }
 }

@@ -1,0 +1,162 @@
+//! The flow commands (build-and-deploy, integration-test, release) and `plan`: a flow's plan,
+//! run with progress, summary and run record, or described without running.
+
+use super::{AppError, Global, Outside, RunFlags};
+use crate::ci::BuildInfo;
+use crate::config::Config;
+use crate::pipeline::{self, Flow};
+use crate::record::{Detail, RunOutcome, StageName};
+use crate::runner::Plan;
+use crate::secrets::Secrets;
+use crate::stages::{Expectation, Tested};
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AppError::Io { what: "starting the async runtime".into(), source })
+}
+
+/// The stages a flow would run, as they describe themselves; nothing is connected or written.
+pub(super) fn describe(
+    flow: Flow,
+    global: &Global,
+    outside: &Outside<'_>,
+    config: &Config,
+    build: &BuildInfo,
+    flags: &RunFlags,
+) -> Result<String, AppError> {
+    let settings = pipeline::RunSettings {
+        dry_run: global.dry_run,
+        verbose: global.verbose > 0,
+        run_id: "<run id>".into(),
+        env: outside.env,
+        no_push: flags.no_push,
+        describe_only: true,
+    };
+    let mut secrets = crate::credentials::known_secrets(config, outside.env);
+    let plan = runtime()?.block_on(plan_of(flow, config, build, &settings, flags, &mut secrets))?;
+    Ok(crate::report::plan_text(flow.command(), &plan, build))
+}
+
+/// The plan of a flow: the same for a run and for a description of it.
+async fn plan_of(
+    flow: Flow,
+    config: &Config,
+    build: &BuildInfo,
+    settings: &pipeline::RunSettings<'_>,
+    flags: &RunFlags,
+    secrets: &mut Secrets,
+) -> Result<Plan, AppError> {
+    let plan = match flow {
+        Flow::BuildAndDeploy => pipeline::build_and_deploy(config, build, settings, secrets).await,
+        Flow::IntegrationTest => pipeline::integration_test(config, settings, flags.keep_cluster, secrets).await,
+        Flow::Release => {
+            let expect = match (settings.describe_only, flags.tested.is_none() && !flags.untested) {
+                // `plan release`: what a release with --tested checks, named.
+                (true, true) => Expectation::Record(Tested {
+                    app_version: "<from the --tested run record>".into(),
+                    digest: "<from the --tested run record>".into(),
+                }),
+                _ => tested_record(flags)?,
+            };
+            pipeline::release(config, settings, expect, secrets)
+        }
+    };
+    plan.map_err(|e| {
+        let message = secrets.mask(&e.to_string()).into_owned();
+        match e {
+            pipeline::SetupError::Docker(_) => AppError::Failed(message),
+            pipeline::SetupError::Credentials(_) => AppError::Credentials(message),
+            _ => AppError::Usage(message),
+        }
+    })
+}
+
+/// Runs a flow's stages: progress on stderr, the summary table, the run record.
+pub(super) fn execute(
+    flow: Flow,
+    global: &Global,
+    outside: &Outside<'_>,
+    config: &Config,
+    build: &BuildInfo,
+    flags: &RunFlags,
+) -> Result<(), AppError> {
+    use std::io::IsTerminal;
+
+    runtime()?.block_on(async {
+        let started = std::time::SystemTime::now();
+        let started_unix_ms = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let run_id = format!("{started_unix_ms:x}-{:x}", std::process::id());
+        let mut secrets = crate::credentials::known_secrets(config, outside.env);
+        let settings = pipeline::RunSettings {
+            dry_run: global.dry_run,
+            verbose: global.verbose > 0,
+            run_id: run_id.clone(),
+            env: outside.env,
+            no_push: flags.no_push,
+            describe_only: false,
+        };
+        let plan = plan_of(flow, config, build, &settings, flags, &mut secrets).await?;
+
+        let display = crate::report::Display::choose(
+            outside.env,
+            std::io::stderr().is_terminal(),
+            global.no_progress,
+            global.quiet,
+        );
+        let progress: std::sync::Arc<dyn crate::runner::Progress> = display.progress().into();
+        let runner = crate::runner::Runner { progress, secrets: secrets.clone() };
+        let mut interrupts = crate::runner::Interrupts::from_signals()
+            .map_err(|source| AppError::Io { what: "listening for Ctrl-C".into(), source })?;
+        let record = runner.run(plan, &mut interrupts).await;
+
+        if !global.quiet {
+            eprint!("\n{}", crate::report::summary_table(&record));
+        }
+        if let Some(path) = &global.report {
+            let report = crate::report::RunReport {
+                stagecoach_version: env!("CARGO_PKG_VERSION"),
+                run_id: &run_id,
+                command: flow.command(),
+                dry_run: global.dry_run,
+                started_unix_ms,
+                build: Some(build),
+                run: &record,
+            };
+            crate::report::write_report(path, &report)
+                .map_err(|source| AppError::Io { what: format!("writing {}", path.display()), source })?;
+        }
+        match record.outcome {
+            RunOutcome::Passed => Ok(()),
+            RunOutcome::Failed { stage, error } => {
+                let bundle = record.cleanup.iter().find_map(|s| s.details.get(&Detail::Bundle));
+                let error = match bundle {
+                    Some(dir) => format!("{error}\ndiagnostics: {dir}"),
+                    None => error,
+                };
+                Err(AppError::StageFailed { stage: stage.to_string(), error })
+            }
+            RunOutcome::Interrupted => Err(AppError::Interrupted),
+        }
+    })
+}
+
+/// What the release must match: the chart tested by the integration-test run of `--tested`.
+fn tested_record(flags: &RunFlags) -> Result<Expectation, AppError> {
+    let Some(path) = &flags.tested else { return Ok(Expectation::Untested) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| AppError::Io { what: format!("reading {}", path.display()), source })?;
+    let record: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| AppError::Usage(format!("{}: not a run record: {e}", path.display())))?;
+    let install = StageName::HelmInstall.as_str();
+    let stage = record["stages"].as_array().and_then(|stages| stages.iter().find(|s| s["name"] == install));
+    let field = |key: Detail| stage.and_then(|s| s["details"][key.as_str()].as_str()).map(str::to_string);
+    match (record["outcome"].as_str(), field(Detail::TestedAppVersion), field(Detail::TestedChartDigest)) {
+        (Some("passed"), Some(app_version), Some(digest)) => Ok(Expectation::Record(Tested { app_version, digest })),
+        _ => Err(AppError::Usage(format!(
+            "{}: not the record of a passed integration-test run (no tested chart in it)",
+            path.display()
+        ))),
+    }
+}
