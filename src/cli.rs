@@ -36,7 +36,7 @@ pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
-    command: Commands,
+    command: Verb,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +62,7 @@ struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum Commands {
+enum Verb {
     /// DEV: build, unit-test, build and push the image, write its tag into the QA repo's chart
     #[command(long_about = "DEV stage. Runs the build and unit-test commands, builds the image tagged with the short \
         commit hash (or the git tag on a tagged build) and :latest, pushes both, then clones the QA repository, sets \
@@ -112,7 +112,7 @@ enum Commands {
         long_about = "Edits, packages and indexes Helm charts natively: the same files Helm \
         would write, reproducibly.\n\nChanges: only the files and directories named.\nReads: no environment variables."
     )]
-    Chart(ChartCommands),
+    Chart(ChartVerb),
     /// Print the stages a command would run, with the concrete actions of each; changes nothing
     #[command(long_about = "Prints the stages of build-and-deploy, integration-test and release (or only FLOW) in \
         order, with the concrete actions each would take for the commit being built. The stages describe \
@@ -186,7 +186,7 @@ struct PromoteArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum ChartCommands {
+enum ChartVerb {
     /// Set scalars in a YAML file, changing nothing but their bytes
     #[command(long_about = "Sets scalars at dotted keys (image.tag=64ed033, version=1.2.4-dev.64ed033) in a YAML \
         file; comments, quoting, order and line endings stay byte for byte.\n\n\
@@ -262,18 +262,18 @@ impl Cli {
             no_progress: g.no_progress,
         };
         let action = match self.command {
-            Commands::BuildAndDeploy { no_push } => {
+            Verb::BuildAndDeploy { no_push } => {
                 Action::Run { flow: Flow::BuildAndDeploy, flags: RunFlags { no_push, ..RunFlags::default() } }
             }
-            Commands::IntegrationTest { keep_cluster } => {
+            Verb::IntegrationTest { keep_cluster } => {
                 Action::Run { flow: Flow::IntegrationTest, flags: RunFlags { keep_cluster, ..RunFlags::default() } }
             }
-            Commands::Release { tested, untested } => {
+            Verb::Release { tested, untested } => {
                 Action::Run { flow: Flow::Release, flags: RunFlags { tested, untested, ..RunFlags::default() } }
             }
-            Commands::Plan { flow } => Action::Plan { flow: flow.map(Flow::from) },
-            Commands::Version => Action::Version,
-            Commands::Promote(p) => Action::Promote(Promote {
+            Verb::Plan { flow } => Action::Plan { flow: flow.map(Flow::from) },
+            Verb::Version => Action::Version,
+            Verb::Promote(p) => Action::Promote(Promote {
                 repo: p.repo,
                 branch: p.branch,
                 file: p.file,
@@ -284,15 +284,13 @@ impl Cli {
                 author: p.author,
                 attempts: p.attempts,
             }),
-            Commands::Chart(ChartCommands::Set { file, assignments, create }) => {
-                Action::ChartSet { file, assignments, create }
-            }
-            Commands::Chart(ChartCommands::Package { dir, rename, out, drop }) => {
+            Verb::Chart(ChartVerb::Set { file, assignments, create }) => Action::ChartSet { file, assignments, create },
+            Verb::Chart(ChartVerb::Package { dir, rename, out, drop }) => {
                 Action::ChartPackage { dir, rename, out, drop }
             }
-            Commands::Chart(ChartCommands::Index { repo, url }) => Action::ChartIndex { repo, url },
-            Commands::Demo { workdir } => Action::Demo { workdir },
-            Commands::Init { kind, dir, from } => {
+            Verb::Chart(ChartVerb::Index { repo, url }) => Action::ChartIndex { repo, url },
+            Verb::Demo { workdir } => Action::Demo { workdir },
+            Verb::Init { kind, dir, from } => {
                 let kind = match kind {
                     InitArg::Qa => InitKind::Qa,
                     InitArg::Release => InitKind::Release,

@@ -394,20 +394,7 @@ struct Qa<'a> {
 impl Qa<'_> {
     /// The stages on `cluster`; `docker` is the engine a kind cluster loads the image from.
     fn plan<C: Cluster>(self, cluster: Arc<C>, docker: Option<Arc<DockerEngine>>, secrets: &Secrets) -> Plan {
-        let Qa {
-            config,
-            settings,
-            chart,
-            helm,
-            kubectl,
-            spawner,
-            registry_auth,
-            dev_auth,
-            release_auth,
-            work,
-            work_dir,
-            keep_cluster,
-        } = self;
+        let (config, settings, chart, work_dir) = (self.config, self.settings, &self.chart, &self.work_dir);
         let dev = &config.repositories.dev;
         let artifacts = (settings.env)("STAGECOACH_ARTIFACTS")
             .map(std::path::PathBuf::from)
@@ -431,23 +418,23 @@ impl Qa<'_> {
             Box::new(ClusterUp(Arc::clone(&cluster))),
             Box::new(DevCheckout {
                 git: Git2::new(secrets.clone()),
-                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: self.dev_auth },
                 commit: chart.app_version.clone(),
                 dir: dev_dir.clone(),
-                work: work.clone(),
+                work: self.work.clone(),
             }),
         ];
         if let Some(docker) = docker {
             prepare.push(Box::new(ImagePrepare {
                 docker,
                 image: chart.image.clone(),
-                auth: registry_auth,
+                auth: self.registry_auth,
                 facts: Arc::clone(&facts),
             }));
         }
         Plan::new()
             .then(ChartCheck {
-                helm: helm.clone(),
+                helm: self.helm.clone(),
                 chart_dir: chart.dir.clone(),
                 package: package_options(config),
                 install: install.clone(),
@@ -458,25 +445,30 @@ impl Qa<'_> {
             })
             .parallel(prepare)
             .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
-            .then(HelmInstall { helm: helm.clone(), install, cluster: Arc::clone(&cluster), facts: Arc::clone(&facts) })
+            .then(HelmInstall {
+                helm: self.helm.clone(),
+                install,
+                cluster: Arc::clone(&cluster),
+                facts: Arc::clone(&facts),
+            })
             .then(IntegrationTests {
                 command: config.commands.integration_tests.clone(),
                 dir: dev_dir,
                 cluster: Arc::clone(&cluster),
-                spawner,
+                spawner: self.spawner,
             })
-            .then(release_stage(config, settings, release_auth, Expectation::SameRun(facts), secrets))
+            .then(release_stage(config, settings, self.release_auth, Expectation::SameRun(facts), secrets))
             .cleanup(Diagnostics {
                 dir: artifacts,
-                helm,
-                kubectl,
+                helm: self.helm,
+                kubectl: self.kubectl,
                 release: config.chart.name.clone(),
                 custom_resources: custom_resources(&chart.dir),
                 cluster: Arc::clone(&cluster),
             })
             .cleanup(CacheSave(Arc::clone(&cluster)))
-            .cleanup(Teardown { cluster, keep: keep_cluster })
-            .keep_until_done(work)
+            .cleanup(Teardown { cluster, keep: self.keep_cluster })
+            .keep_until_done(self.work)
     }
 }
 

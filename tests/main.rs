@@ -8,6 +8,7 @@ mod flow;
 mod git_server;
 mod helm_library;
 mod image;
+mod layout;
 mod promote;
 mod qa;
 mod registry;

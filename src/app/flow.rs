@@ -17,23 +17,37 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         .map_err(|source| AppError::Io { what: "starting the async runtime".into(), source })
 }
 
-/// The stages a flow would run, as they describe themselves; nothing is connected or written.
-pub(super) fn describe(
-    flow: Flow,
+fn settings<'a>(
     global: &Global,
-    outside: &Outside<'_>,
-    config: &Config,
-    build: &BuildInfo,
+    outside: &Outside<'a>,
     flags: &RunFlags,
-) -> Result<String, AppError> {
-    let settings = pipeline::RunSettings {
+    run_id: String,
+    describe_only: bool,
+) -> pipeline::RunSettings<'a> {
+    pipeline::RunSettings {
         dry_run: global.dry_run,
         verbose: global.verbose > 0,
-        run_id: "<run id>".into(),
+        run_id,
         env: outside.env,
         no_push: flags.no_push,
-        describe_only: true,
-    };
+        describe_only,
+    }
+}
+
+/// One flow command as asked for, with the pipeline file and what is being built.
+pub(super) struct FlowCommand<'a> {
+    pub flow: Flow,
+    pub global: &'a Global,
+    pub outside: &'a Outside<'a>,
+    pub config: &'a Config,
+    pub build: &'a BuildInfo,
+    pub flags: &'a RunFlags,
+}
+
+/// The stages a flow would run, as they describe themselves; nothing is connected or written.
+pub(super) fn describe(command: FlowCommand<'_>) -> Result<String, AppError> {
+    let FlowCommand { flow, global, outside, config, build, flags } = command;
+    let settings = settings(global, outside, flags, "<run id>".into(), true);
     let mut secrets = crate::credentials::known_secrets(config, outside.env);
     let plan = runtime()?.block_on(plan_of(flow, config, build, &settings, flags, &mut secrets))?;
     Ok(crate::report::plan_text(flow.command(), &plan, build))
@@ -74,14 +88,8 @@ async fn plan_of(
 }
 
 /// Runs a flow's stages: progress on stderr, the summary table, the run record.
-pub(super) fn execute(
-    flow: Flow,
-    global: &Global,
-    outside: &Outside<'_>,
-    config: &Config,
-    build: &BuildInfo,
-    flags: &RunFlags,
-) -> Result<(), AppError> {
+pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
+    let FlowCommand { flow, global, outside, config, build, flags } = command;
     use std::io::IsTerminal;
 
     runtime()?.block_on(async {
@@ -89,14 +97,7 @@ pub(super) fn execute(
         let started_unix_ms = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let run_id = format!("{started_unix_ms:x}-{:x}", std::process::id());
         let mut secrets = crate::credentials::known_secrets(config, outside.env);
-        let settings = pipeline::RunSettings {
-            dry_run: global.dry_run,
-            verbose: global.verbose > 0,
-            run_id: run_id.clone(),
-            env: outside.env,
-            no_push: flags.no_push,
-            describe_only: false,
-        };
+        let settings = settings(global, outside, flags, run_id.clone(), false);
         let plan = plan_of(flow, config, build, &settings, flags, &mut secrets).await?;
 
         let display = crate::report::Display::choose(

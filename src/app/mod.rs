@@ -9,6 +9,8 @@ mod flow;
 mod init;
 mod promote;
 
+use flow::FlowCommand;
+
 pub use crate::branch_update::DEFAULT_MESSAGE;
 pub use crate::pipeline::Flow;
 
@@ -127,20 +129,25 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
         Action::Plan { flow } => {
             let (config, build) = load(&global, outside)?;
             let flows = flow.map_or(Flow::ALL.to_vec(), |f| vec![f]);
+            let flags = RunFlags::default();
             let text = flows
                 .iter()
-                .map(|f| flow::describe(*f, &global, outside, &config, &build, &RunFlags::default()))
+                .map(|&flow| {
+                    let (global, config, build, flags) = (&global, &config, &build, &flags);
+                    flow::describe(FlowCommand { flow, global, outside, config, build, flags })
+                })
                 .collect::<Result<Vec<String>, AppError>>()?;
             write(stdout, &text.join("\n"))
         }
         Action::Run { flow, flags } => {
             let (config, build) = load(&global, outside)?;
+            let command = FlowCommand { flow, global: &global, outside, config: &config, build: &build, flags: &flags };
             if global.dry_run && flow == Flow::IntegrationTest {
                 // A dry run of QA brings nothing up: it shows what would run.
-                let text = flow::describe(flow, &global, outside, &config, &build, &flags)?;
+                let text = flow::describe(command)?;
                 return write(stdout, &format!("{text}dry run: nothing was run\n"));
             }
-            flow::execute(flow, &global, outside, &config, &build, &flags)
+            flow::execute(command)
         }
         Action::Promote(request) => promote::run(request, &global, outside, stdout),
         Action::ChartSet { file, assignments, create } => {

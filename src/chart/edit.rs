@@ -3,7 +3,7 @@
 
 use granit_parser::ScalarStyle;
 
-use super::yaml::{self, Kind, PlainType, Seg, SyntaxError};
+use super::yaml::{self, NodeKind, PlainType, Seg, SyntaxError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EditError {
@@ -40,7 +40,7 @@ pub fn set_all(text: &[u8], assignments: &[(String, String)], create: bool) -> R
 
 struct Found {
     document: usize,
-    kind: Kind,
+    kind: NodeKind,
     value: String,
     start: usize,
     end: usize,
@@ -53,7 +53,7 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
     let shown = yaml::path_string(path);
     let mut found: Vec<Found> = Vec::new();
     yaml::walk(text, |node| {
-        if node.path == path && !matches!(node.kind, Kind::Key | Kind::MappingEnd | Kind::SequenceEnd) {
+        if node.path == path && !matches!(node.kind, NodeKind::Key | NodeKind::MappingEnd | NodeKind::SequenceEnd) {
             found.push(Found {
                 document: node.document,
                 kind: node.kind,
@@ -78,9 +78,9 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
         }
     };
     let style = match target.kind {
-        Kind::Scalar(style) => style,
-        Kind::Alias => return Err(EditError::Alias { path: shown }),
-        Kind::MappingStart { .. } => return Err(EditError::NotScalar { path: shown, what: "a mapping" }),
+        NodeKind::Scalar(style) => style,
+        NodeKind::Alias => return Err(EditError::Alias { path: shown }),
+        NodeKind::MappingStart { .. } => return Err(EditError::NotScalar { path: shown, what: "a mapping" }),
         _ => return Err(EditError::NotScalar { path: shown, what: "a list" }),
     };
     if target.value == value {
@@ -124,7 +124,7 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
 fn check_reads_back(text: &str, path: &[Seg], value: &str) -> Result<(), EditError> {
     let mut values = Vec::new();
     let parsed = yaml::walk(text, |node| {
-        if node.path == path && matches!(node.kind, Kind::Scalar(_)) {
+        if node.path == path && matches!(node.kind, NodeKind::Scalar(_)) {
             values.push(node.value.to_string());
         }
         true
@@ -143,7 +143,7 @@ fn not_found_hint(text: &str, path: &[Seg]) -> Result<String, EditError> {
     };
     let mut siblings = Vec::new();
     yaml::walk(text, |node| {
-        if node.kind == Kind::Key && node.path.len() == path.len() && node.path[..parent.len()] == *parent {
+        if node.kind == NodeKind::Key && node.path.len() == path.len() && node.path[..parent.len()] == *parent {
             siblings.push(node.value.to_string());
         }
         true
@@ -166,7 +166,7 @@ fn create_key(text: &str, path: &[Seg], value: &str) -> Result<String, EditError
     // For every prefix that exists as a node: its kind, its children's key column, and where
     // its last descendant ends.
     struct Prefix {
-        kind: Option<Kind>,
+        kind: Option<NodeKind>,
         key_column: Option<usize>,
         last_end: usize,
     }
@@ -180,13 +180,13 @@ fn create_key(text: &str, path: &[Seg], value: &str) -> Result<String, EditError
             if node.path.len() < depth || node.path[..depth] != path[..depth] {
                 continue;
             }
-            if node.path.len() == depth && prefix.kind.is_none() && !matches!(node.kind, Kind::Key) {
+            if node.path.len() == depth && prefix.kind.is_none() && !matches!(node.kind, NodeKind::Key) {
                 prefix.kind = Some(node.kind);
             }
-            if node.kind == Kind::Key && node.path.len() == depth + 1 && prefix.key_column.is_none() {
+            if node.kind == NodeKind::Key && node.path.len() == depth + 1 && prefix.key_column.is_none() {
                 prefix.key_column = Some(node.column);
             }
-            if node.path.len() > depth && !matches!(node.kind, Kind::MappingEnd | Kind::SequenceEnd) {
+            if node.path.len() > depth && !matches!(node.kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
                 prefix.last_end = prefix.last_end.max(node.end);
             }
         }
@@ -196,8 +196,8 @@ fn create_key(text: &str, path: &[Seg], value: &str) -> Result<String, EditError
         (0..path.len()).rev().find(|d| prefixes[*d].kind.is_some()).ok_or_else(|| cannot("the document is empty"))?;
     let prefix = &prefixes[depth];
     match prefix.kind {
-        Some(Kind::MappingStart { flow: false }) => {}
-        Some(Kind::MappingStart { flow: true }) => {
+        Some(NodeKind::MappingStart { flow: false }) => {}
+        Some(NodeKind::MappingStart { flow: true }) => {
             return Err(cannot("its parent is a flow mapping `{…}`; add it by hand"));
         }
         _ => {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::meta::Metadata;
-use super::yaml::{self, Kind, PlainType, Seg};
+use super::yaml::{self, NodeKind, PlainType, Seg};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IndexError {
@@ -295,13 +295,13 @@ impl Scan {
                 _ => return true,
             };
             match (top, path.len(), node.kind) {
-                ("apiVersion", 1, Kind::Scalar(_)) => scan.api_version = Some(node.value.to_string()),
-                ("generated", 1, Kind::Scalar(_)) => scan.generated = Some((node.start, node.end)),
-                ("entries", 1, Kind::MappingStart { flow }) => {
+                ("apiVersion", 1, NodeKind::Scalar(_)) => scan.api_version = Some(node.value.to_string()),
+                ("generated", 1, NodeKind::Scalar(_)) => scan.generated = Some((node.start, node.end)),
+                ("entries", 1, NodeKind::MappingStart { flow }) => {
                     scan.entries =
                         Some(EntriesNode { flow, empty: true, start: node.start, end: node.end, last_end: node.end });
                 }
-                ("entries", 1, Kind::MappingEnd) => {
+                ("entries", 1, NodeKind::MappingEnd) => {
                     if let Some(entries) = scan.entries.as_mut() {
                         entries.end = node.end;
                     }
@@ -309,13 +309,13 @@ impl Scan {
                 ("entries", _, kind) => {
                     if let Some(entries) = scan.entries.as_mut() {
                         entries.empty = false;
-                        if !matches!(kind, Kind::MappingEnd | Kind::SequenceEnd) {
+                        if !matches!(kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
                             entries.last_end = entries.last_end.max(node.end);
                         }
                     }
                     let this_chart = matches!(&path.get(1), Some(Seg::Key(k)) if k == name);
                     match (path.len(), kind) {
-                        (2, Kind::Key) => {
+                        (2, NodeKind::Key) => {
                             let key = node.value.to_string();
                             if key == name {
                                 chart_key_column = node.column;
@@ -326,8 +326,8 @@ impl Scan {
                                 column: node.column,
                             });
                         }
-                        (2, Kind::SequenceStart { flow: true }) if this_chart => scan.chart_flow = true,
-                        (3, Kind::MappingStart { .. }) if this_chart => {
+                        (2, NodeKind::SequenceStart { flow: true }) if this_chart => scan.chart_flow = true,
+                        (3, NodeKind::MappingStart { .. }) if this_chart => {
                             let dash = dash_position(text, node.start);
                             let dash_column = dash - line_start(text, dash);
                             if scan.dash_offset.is_none() {
@@ -340,13 +340,13 @@ impl Scan {
                                 digest: None,
                             });
                         }
-                        (3, Kind::MappingStart { .. }) if scan.dash_offset.is_none() => {
+                        (3, NodeKind::MappingStart { .. }) if scan.dash_offset.is_none() => {
                             let dash = dash_position(text, node.start);
                             let column = dash - line_start(text, dash);
                             let key_column = scan.chart_keys.last().map_or(0, |k| k.column);
                             scan.dash_offset = Some(column.saturating_sub(key_column));
                         }
-                        (4, Kind::Scalar(_)) if this_chart => {
+                        (4, NodeKind::Scalar(_)) if this_chart => {
                             if let (Some(item), Some(Seg::Key(field))) = (scan.items.last_mut(), path.get(3)) {
                                 match field.as_str() {
                                     "version" => item.version = Some(node.value.to_string()),
@@ -357,7 +357,7 @@ impl Scan {
                         }
                         _ => {}
                     }
-                    if this_chart && path.len() > 2 && !matches!(kind, Kind::MappingEnd | Kind::SequenceEnd) {
+                    if this_chart && path.len() > 2 && !matches!(kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
                         scan.chart_last_end = scan.chart_last_end.max(node.end);
                     }
                 }

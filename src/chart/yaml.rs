@@ -77,7 +77,7 @@ pub fn parse_path(text: &str) -> Result<Vec<Seg>, String> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum NodeKind {
     /// A mapping key (a scalar in key position).
     Key,
     Scalar(ScalarStyle),
@@ -98,7 +98,7 @@ pub struct Node<'a, 'v> {
     pub document: usize,
     /// Path of the node (for `Key`, the path of the key's value).
     pub path: &'a [Seg],
-    pub kind: Kind,
+    pub kind: NodeKind,
     /// The scalar's text after escapes (for `Scalar` and `Key`).
     pub value: &'v str,
     /// Whether the node carries an `&anchor`.
@@ -146,7 +146,7 @@ pub fn walk(text: &str, mut visit: impl FnMut(&Node<'_, '_>) -> bool) -> Result<
         // Is this event a key of the enclosing mapping?
         let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }))
             && !matches!(event, Event::MappingEnd | Event::SequenceEnd);
-        let mut node = |kind: Kind, value: &str, anchored: bool, path: &[Seg]| {
+        let mut node = |kind: NodeKind, value: &str, anchored: bool, path: &[Seg]| {
             visit(&Node { document, path, kind, value, anchored, start, end, column, flow_depth })
         };
 
@@ -160,7 +160,7 @@ pub fn walk(text: &str, mut visit: impl FnMut(&Node<'_, '_>) -> bool) -> Result<
             Event::Scalar(value, _, anchor, _) if is_key => {
                 let seg = Seg::Key(value.to_string());
                 path.push(seg.clone());
-                let go_on = node(Kind::Key, &value, anchor != 0, &path);
+                let go_on = node(NodeKind::Key, &value, anchor != 0, &path);
                 path.pop();
                 if let Some(Frame::Map { key, .. }) = stack.last_mut() {
                     *key = Some(seg);
@@ -178,7 +178,7 @@ pub fn walk(text: &str, mut visit: impl FnMut(&Node<'_, '_>) -> bool) -> Result<
             }
             Event::Scalar(value, style, anchor, _) => {
                 value_path(&mut stack, &mut path);
-                let go_on = node(Kind::Scalar(style), &value, anchor != 0, &path);
+                let go_on = node(NodeKind::Scalar(style), &value, anchor != 0, &path);
                 leave_value(&mut stack, &mut path);
                 if !go_on {
                     return Ok(());
@@ -186,7 +186,7 @@ pub fn walk(text: &str, mut visit: impl FnMut(&Node<'_, '_>) -> bool) -> Result<
             }
             Event::Alias(_) => {
                 value_path(&mut stack, &mut path);
-                let go_on = node(Kind::Alias, "", false, &path);
+                let go_on = node(NodeKind::Alias, "", false, &path);
                 leave_value(&mut stack, &mut path);
                 if !go_on {
                     return Ok(());
@@ -196,14 +196,15 @@ pub fn walk(text: &str, mut visit: impl FnMut(&Node<'_, '_>) -> bool) -> Result<
                 let flow = style == StructureStyle::Flow;
                 let is_map = matches!(event, Event::MappingStart(..));
                 value_path(&mut stack, &mut path);
-                let kind = if is_map { Kind::MappingStart { flow } } else { Kind::SequenceStart { flow } };
+                let kind = if is_map { NodeKind::MappingStart { flow } } else { NodeKind::SequenceStart { flow } };
                 if !node(kind, "", anchor != 0, &path) {
                     return Ok(());
                 }
                 stack.push(if is_map { Frame::Map { key: None, flow } } else { Frame::Seq { next: 0, flow } });
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let kind = if matches!(event, Event::MappingEnd) { Kind::MappingEnd } else { Kind::SequenceEnd };
+                let kind =
+                    if matches!(event, Event::MappingEnd) { NodeKind::MappingEnd } else { NodeKind::SequenceEnd };
                 if !node(kind, "", false, &path) {
                     return Ok(());
                 }
@@ -353,7 +354,7 @@ pub fn single_quoted(text: &str) -> Option<String> {
 pub fn get(text: &str, path: &[Seg]) -> Result<Option<String>, SyntaxError> {
     let mut found = None;
     walk(text, |node| {
-        if node.path == path && matches!(node.kind, Kind::Scalar(_)) {
+        if node.path == path && matches!(node.kind, NodeKind::Scalar(_)) {
             found = Some(node.value.to_string());
             return false;
         }
@@ -441,7 +442,7 @@ mod tests {
         let text = "a:\n  b: 'x'\nl:\n  - 1\n  - {c: d}\n";
         let mut seen = Vec::new();
         walk(text, |n| {
-            if let Kind::Scalar(_) = n.kind {
+            if let NodeKind::Scalar(_) = n.kind {
                 seen.push((path_string(n.path), text[n.start..n.end].to_string()));
             }
             true
