@@ -115,6 +115,8 @@ pub enum UpdateOutcome {
     Unchanged,
     /// `--dry-run`: the diff is what would have been committed.
     DryRun,
+    /// The change declined itself on what the branch holds (why): nothing committed or pushed.
+    Declined(String),
 }
 
 #[derive(Clone, Debug)]
@@ -126,10 +128,14 @@ pub struct Update {
 }
 
 /// What one application of a change did to the clone.
+#[derive(Default)]
 pub struct Change {
     /// Files written (relative to the repository root); empty when nothing changed.
     pub files: Vec<PathBuf>,
     pub diff: String,
+    /// Why the change was not made at all, judged on the branch's current tip (re-judged after
+    /// every rejected push, on the new tip).
+    pub declined: Option<String>,
 }
 
 /// Clones `remote` into `workdir`, applies the edits, commits and pushes.
@@ -158,7 +164,10 @@ pub fn update_with(
         let started = std::time::Instant::now();
         git.sync(remote, workdir)?;
         tracing::debug!(elapsed = ?started.elapsed(), "synced");
-        let Change { files, diff } = apply(workdir)?;
+        let Change { files, diff, declined } = apply(workdir)?;
+        if let Some(reason) = declined {
+            return Ok(Update { outcome: UpdateOutcome::Declined(reason), diff: String::new(), attempts: attempt });
+        }
         if files.is_empty() {
             return Ok(Update { outcome: UpdateOutcome::Unchanged, diff, attempts: attempt });
         }
@@ -185,8 +194,9 @@ pub fn update_with(
     }
 }
 
-fn apply_edits(workdir: &Path, edits: &[Edit]) -> Result<Change, UpdateError> {
-    let mut change = Change { files: Vec::new(), diff: String::new() };
+/// Applies `edits` to the clone in `workdir`.
+pub fn apply_edits(workdir: &Path, edits: &[Edit]) -> Result<Change, UpdateError> {
+    let mut change = Change::default();
     for edit in edits {
         let path = workdir.join(&edit.file);
         let io = |source| UpdateError::Io { file: edit.file.clone(), source };

@@ -39,6 +39,8 @@ pub struct BuildInfo {
     pub short: String,
     pub tag: Option<String>,
     pub branch: Option<String>,
+    /// A pull-request (merge-request) build: its number, or what says it is one.
+    pub pull_request: Option<String>,
     /// The checkout being built, when known (TRAVIS_BUILD_DIR, GITHUB_WORKSPACE, CI_PROJECT_DIR, git).
     pub source_dir: Option<PathBuf>,
 }
@@ -47,6 +49,23 @@ impl BuildInfo {
     /// The image tag: the git tag on tagged builds, the short hash otherwise.
     pub fn image_tag(&self) -> &str {
         self.tag.as_deref().unwrap_or(&self.short)
+    }
+
+    /// Why this build must not push or promote anything, if so: only release tags and builds of
+    /// the DEV branch reach the registry and QA. A pull request is never one of them, even
+    /// when its source branch has the DEV branch's name (a fork's `main`).
+    pub fn held_back(&self, dev_branch: &str) -> Option<String> {
+        if let Some(pull_request) = &self.pull_request {
+            return Some(format!("a pull-request build ({pull_request})"));
+        }
+        if self.tag.is_some() {
+            return None;
+        }
+        match &self.branch {
+            Some(branch) if branch == dev_branch => None,
+            Some(branch) => Some(format!("a build of branch {branch}, not of {dev_branch}")),
+            None => Some(format!("a build of no branch (detached HEAD), not of {dev_branch}")),
+        }
     }
 }
 
@@ -88,14 +107,15 @@ pub fn from_env(env: Env<'_>) -> Result<Option<BuildInfo>, CiError> {
     if !is_full_hash(&commit) {
         return Err(CiError::BadCommit { variable: commit_var, value: commit });
     }
-    let (tag, branch, source_dir) = match provider {
+    let (tag, branch, pull_request, source_dir) = match provider {
         Provider::Travis => {
             let tag = set(env, "TRAVIS_TAG");
             // On tag builds Travis puts the tag name in TRAVIS_BRANCH too.
             let branch = set(env, "TRAVIS_PULL_REQUEST_BRANCH")
                 .or_else(|| set(env, "TRAVIS_BRANCH"))
                 .filter(|b| Some(b) != tag.as_ref());
-            (tag, branch, set(env, "TRAVIS_BUILD_DIR"))
+            let pull_request = set(env, "TRAVIS_PULL_REQUEST").filter(|n| n != "false").map(|n| format!("#{n}"));
+            (tag, branch, pull_request, set(env, "TRAVIS_BUILD_DIR"))
         }
         Provider::GithubActions => {
             let git_ref = set(env, "GITHUB_REF").unwrap_or_default();
@@ -111,13 +131,23 @@ pub fn from_env(env: Env<'_>) -> Result<Option<BuildInfo>, CiError> {
                 None if ref_type.as_deref() == Some("branch") => name,
                 None => None,
             });
-            (tag, branch, set(env, "GITHUB_WORKSPACE"))
+            // pull_request, pull_request_target, pull_request_review…; refs/pull/N/merge.
+            let event = set(env, "GITHUB_EVENT_NAME").filter(|e| e.starts_with("pull_request"));
+            let number = git_ref.strip_prefix("refs/pull/").and_then(|r| r.split('/').next()).map(|n| format!("#{n}"));
+            let pull_request = number.or(event);
+            (tag, branch, pull_request, set(env, "GITHUB_WORKSPACE"))
         }
-        Provider::Gitlab => (
-            set(env, "CI_COMMIT_TAG"),
-            set(env, "CI_COMMIT_BRANCH").or_else(|| set(env, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")),
-            set(env, "CI_PROJECT_DIR"),
-        ),
+        Provider::Gitlab => {
+            let merge_request = set(env, "CI_MERGE_REQUEST_IID").map(|n| format!("!{n}")).or_else(|| {
+                set(env, "CI_PIPELINE_SOURCE").filter(|s| s == "merge_request_event").map(|_| "merge request".into())
+            });
+            (
+                set(env, "CI_COMMIT_TAG"),
+                set(env, "CI_COMMIT_BRANCH").or_else(|| set(env, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")),
+                merge_request,
+                set(env, "CI_PROJECT_DIR"),
+            )
+        }
         Provider::LocalGit => unreachable!("not an environment provider"),
     };
     Ok(Some(BuildInfo {
@@ -126,6 +156,7 @@ pub fn from_env(env: Env<'_>) -> Result<Option<BuildInfo>, CiError> {
         commit,
         tag,
         branch,
+        pull_request,
         source_dir: source_dir.map(PathBuf::from),
     }))
 }
@@ -138,6 +169,7 @@ pub fn from_git(dir: &Path) -> Result<BuildInfo, CiError> {
         tag: pick_tag(head.tags),
         commit: head.commit,
         branch: head.branch,
+        pull_request: None,
         source_dir: Some(head.workdir),
     })
 }
@@ -281,6 +313,87 @@ mod tests {
                 }
                 (want, got) => panic!("case {}: want {want:?}, got {got:?}", case.name),
             }
+        }
+    }
+
+    #[test]
+    fn held_back_table() {
+        let build = |tag: Option<&str>, branch: Option<&str>, pull_request: Option<&str>| BuildInfo {
+            provider: Provider::GithubActions,
+            commit: SHA.into(),
+            short: SHA[..7].into(),
+            tag: tag.map(Into::into),
+            branch: branch.map(Into::into),
+            pull_request: pull_request.map(Into::into),
+            source_dir: None,
+        };
+        let cases = [
+            ("the DEV branch", build(None, Some("main"), None), None),
+            ("a release tag", build(Some("v1.2.3"), None, None), None),
+            ("another branch", build(None, Some("feature"), None), Some("a build of branch feature, not of main")),
+            ("detached", build(None, None, None), Some("a build of no branch (detached HEAD), not of main")),
+            ("a pull request from main", build(None, Some("main"), Some("#7")), Some("a pull-request build (#7)")),
+        ];
+        for (name, build, want) in cases {
+            assert_eq!(build.held_back("main").as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn pull_request_table() {
+        let cases: [(&str, &[(&str, &str)], Option<&str>); 9] = [
+            (
+                "github push",
+                &[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/main"), ("GITHUB_EVENT_NAME", "push")],
+                None,
+            ),
+            (
+                "github pull_request",
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_REF", "refs/pull/7/merge"),
+                    ("GITHUB_EVENT_NAME", "pull_request"),
+                ],
+                Some("#7"),
+            ),
+            (
+                "github pull_request_target",
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_REF", "refs/heads/main"),
+                    ("GITHUB_EVENT_NAME", "pull_request_target"),
+                ],
+                Some("pull_request_target"),
+            ),
+            ("travis push", &[("TRAVIS", "true"), ("TRAVIS_BRANCH", "main"), ("TRAVIS_PULL_REQUEST", "false")], None),
+            (
+                "travis pull request",
+                &[("TRAVIS", "true"), ("TRAVIS_BRANCH", "main"), ("TRAVIS_PULL_REQUEST", "12")],
+                Some("#12"),
+            ),
+            (
+                "gitlab branch",
+                &[("GITLAB_CI", "true"), ("CI_COMMIT_BRANCH", "main"), ("CI_PIPELINE_SOURCE", "push")],
+                None,
+            ),
+            (
+                "gitlab merge request",
+                &[("GITLAB_CI", "true"), ("CI_MERGE_REQUEST_IID", "3"), ("CI_PIPELINE_SOURCE", "merge_request_event")],
+                Some("!3"),
+            ),
+            (
+                "gitlab merge request event only",
+                &[("GITLAB_CI", "true"), ("CI_PIPELINE_SOURCE", "merge_request_event")],
+                Some("merge request"),
+            ),
+            ("gitlab tag", &[("GITLAB_CI", "true"), ("CI_COMMIT_TAG", "v1.0.0")], None),
+        ];
+        for (name, vars, want) in cases {
+            let mut map: HashMap<&str, &str> = vars.iter().copied().collect();
+            map.extend([("TRAVIS_COMMIT", SHA), ("GITHUB_SHA", SHA), ("CI_COMMIT_SHA", SHA)]);
+            let env = |name: &str| map.get(name).map(|v| v.to_string());
+            let info = from_env(&env).unwrap().unwrap();
+            assert_eq!(info.pull_request.as_deref(), want, "{name}");
         }
     }
 

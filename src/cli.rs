@@ -73,6 +73,10 @@ enum Verb {
         /// Build the image but push it nowhere (local runs without a registry; QA then uses the local image)
         #[arg(long)]
         no_push: bool,
+        /// Push and promote even a pull-request build or a build of another branch than
+        /// repositories.dev.branch (those build and test, and push and promote nothing)
+        #[arg(long)]
+        promote: bool,
     },
     /// QA: bring up a cluster, install the chart, run the integration tests at the chart's appVersion
     #[command(long_about = "QA stage, run in a checkout of the QA repository. Brings up a kind cluster (node image \
@@ -262,8 +266,8 @@ impl Cli {
             no_progress: g.no_progress,
         };
         let action = match self.command {
-            Verb::BuildAndDeploy { no_push } => {
-                Action::Run { flow: Flow::BuildAndDeploy, flags: RunFlags { no_push, ..RunFlags::default() } }
+            Verb::BuildAndDeploy { no_push, promote } => {
+                Action::Run { flow: Flow::BuildAndDeploy, flags: RunFlags { no_push, promote, ..RunFlags::default() } }
             }
             Verb::IntegrationTest { keep_cluster } => {
                 Action::Run { flow: Flow::IntegrationTest, flags: RunFlags { keep_cluster, ..RunFlags::default() } }

@@ -13,7 +13,7 @@ use crate::runner::{Plan, Stage};
 use crate::secrets::Secrets;
 use crate::stages::cluster::{Cluster, ExistingCluster, KindCluster};
 use crate::stages::command::RunCommand;
-use crate::stages::image::{BuildImage, PushImage};
+use crate::stages::image::{BuildImage, PushImage, PushLatest};
 use crate::stages::promote_to_qa::PromoteToQa;
 use crate::stages::qa::{
     CacheSave, ChartCheck, ClusterUp, DevCheckout, Diagnostics, HelmInstall, ImageLoad, ImagePrepare, IntegrationTests,
@@ -76,6 +76,8 @@ pub struct RunSettings<'a> {
     pub env: crate::config::Env<'a>,
     /// build-and-deploy --no-push: build the image, push it nowhere.
     pub no_push: bool,
+    /// build-and-deploy --promote: push and promote whatever is being built.
+    pub promote: bool,
     /// Build the plan only to print it: nothing is connected to, resolved or created, and what
     /// is not at hand (a tool, the QA chart) is named instead.
     pub describe_only: bool,
@@ -146,6 +148,11 @@ pub async fn build_and_deploy(
     let qa = &config.repositories.qa;
     let qa_auth = settings.repo_auth(config, qa, secrets)?;
     let images = settings.engine(secrets).await?;
+    let dev = &config.repositories.dev;
+    // Only needed when the checkout lacks the commit QA holds; a public DEV repository needs
+    // none, and a credential that is not set here must not stop the build.
+    let dev_auth = settings.repo_auth(config, dev, secrets).unwrap_or(crate::tools::git::Auth::None);
+    let held_back = if settings.promote { None } else { build.held_back(&dev.branch) };
     let spawner = Spawner::new(secrets.clone(), settings.verbose);
     let facts = SharedFacts::default();
     let tag = build.image_tag().to_string();
@@ -168,13 +175,14 @@ pub async fn build_and_deploy(
             facts: Arc::clone(&facts),
         })
         .then(PushImage {
-            images,
+            images: Arc::clone(&images),
             repository: config.image.repository.clone(),
             tag,
-            auth: registry_auth,
+            auth: registry_auth.clone(),
             credentials: credentials(config, config.image.credentials.as_deref()),
             dry_run: settings.dry_run,
             no_push: settings.no_push,
+            held_back: held_back.clone(),
             facts: Arc::clone(&facts),
         })
         .then(PromoteToQa {
@@ -189,6 +197,16 @@ pub async fn build_and_deploy(
             author: Author::default(),
             dry_run: settings.dry_run,
             pushes: !settings.no_push,
+            held_back,
+            dev: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+            dev_dir: build.source_dir.clone().unwrap_or_else(|| config.root.clone()),
+            facts: Arc::clone(&facts),
+        })
+        .then(PushLatest {
+            images,
+            repository: config.image.repository.clone(),
+            auth: registry_auth,
+            dry_run: settings.dry_run,
             facts,
         }))
 }

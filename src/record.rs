@@ -44,6 +44,7 @@ names! {
         ImageBuild = "image-build",
         ImagePush = "image-push",
         QaPromote = "qa-promote",
+        ImageLatest = "image-latest",
         ChartCheck = "chart-check",
         ClusterUp = "cluster-up",
         DevCheckout = "dev-checkout",

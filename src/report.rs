@@ -215,7 +215,12 @@ pub fn summary_table(record: &RunRecord) -> String {
     for (r, suffix) in rows {
         let name = format!("{}{suffix}", r.name);
         let duration = if r.outcome == StageOutcome::NotRun { "-".to_string() } else { seconds(r.duration_ms) };
-        out.push_str(&format!("{name:<width$}  {:<11}  {duration:>8}\n", r.outcome.as_str()));
+        // Why a stage was skipped belongs in the summary: "nothing was pushed" needs its reason.
+        let why = match (&r.outcome, &r.message) {
+            (StageOutcome::Skipped, Some(message)) => format!("  {message}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("{name:<width$}  {:<11}  {duration:>8}{why}\n", r.outcome.as_str()));
     }
     let total = match &record.outcome {
         RunOutcome::Passed => "passed",
@@ -336,6 +341,10 @@ mod tests {
                 record(StageName::Build, StageOutcome::Passed, 3000),
                 record(StageName::ImagePush, StageOutcome::Failed, 1200),
                 record(StageName::QaPromote, StageOutcome::NotRun, 0),
+                StageRecord {
+                    message: Some("QA does not hold this build".into()),
+                    ..record(StageName::ImageLatest, StageOutcome::Skipped, 0)
+                },
             ],
             cleanup: vec![record(StageName::ClusterTeardown, StageOutcome::Passed, 0)],
         };
@@ -344,6 +353,7 @@ stage                       outcome      duration
 build                       passed           3.0s
 image-push                  failed           1.2s
 qa-promote                  not run             -
+image-latest                skipped          0.0s  QA does not hold this build
 cluster-teardown (cleanup)  passed           0.0s
 total                       failed           4.2s
 ";

@@ -167,7 +167,7 @@ credentials:
             "-  tag: latest".to_string(),
             "-  digest: \"\"".to_string(),
             format!("+  repository: {repository}"),
-            format!("+  tag: {short}"),
+            format!("+  tag: {}", crate::support::yaml_tag(short)),
             format!("+  digest: \"{digest}\""),
         ]
     );

@@ -5,6 +5,7 @@ mod chart_commands;
 mod commands;
 mod config_errors;
 mod flow;
+mod gates;
 mod git_server;
 mod helm_library;
 mod image;

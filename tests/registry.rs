@@ -29,6 +29,21 @@ pub fn docker_available() -> bool {
 }
 
 impl Registry {
+    /// The tags the registry holds for `name` (none for a name never pushed).
+    pub fn tags(&self, name: &str) -> Vec<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
+        write!(stream, "GET /v2/{name}/tags/list HTTP/1.0\r\nHost: {}\r\n\r\n", self.host).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let mut tags: Vec<String> =
+            json["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+        tags.sort();
+        tags
+    }
+
     /// Starts a registry; with `user`, only that user with `password` may push.
     pub fn start(user: Option<(&str, &str)>) -> Option<Self> {
         let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]

@@ -260,3 +260,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A short commit hash as stagecoach writes it into values.yaml: quoted where YAML would read
+/// a number (`2599194`, `12e4567`), so that it stays the image tag.
+pub fn yaml_tag(short: &str) -> String {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let number = match short.split_once('e') {
+        Some((mantissa, exponent)) => digits(mantissa) && digits(exponent),
+        None => digits(short),
+    };
+    if number { format!("\"{short}\"") } else { short.to_string() }
+}

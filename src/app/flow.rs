@@ -30,6 +30,7 @@ fn settings<'a>(
         run_id,
         env: outside.env,
         no_push: flags.no_push,
+        promote: flags.promote,
         describe_only,
     }
 }

@@ -52,6 +52,8 @@ pub enum Action {
 pub struct RunFlags {
     pub keep_cluster: bool,
     pub no_push: bool,
+    /// build-and-deploy --promote: also for a pull request or another branch.
+    pub promote: bool,
     pub tested: Option<PathBuf>,
     pub untested: bool,
 }

@@ -85,12 +85,14 @@ pub fn run(
             format!("{files} in {shown_url} ({branch}) already holds these values: nothing to commit\n")
         }
         UpdateOutcome::DryRun => "dry run: nothing committed or pushed\n".to_string(),
+        UpdateOutcome::Declined(why) => format!("{why}: nothing committed or pushed\n"),
     };
     if let Some(path) = &global.report {
         let (outcome, commit) = match &promotion.outcome {
             UpdateOutcome::Pushed { commit } => ("pushed", Some(commit.as_str())),
             UpdateOutcome::Unchanged => ("unchanged", None),
             UpdateOutcome::DryRun => ("dry-run", None),
+            UpdateOutcome::Declined(_) => ("declined", None),
         };
         let record = serde_json::json!({
             "stagecoach_version": env!("CARGO_PKG_VERSION"),

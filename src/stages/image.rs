@@ -99,6 +99,8 @@ pub struct PushImage<I> {
     pub credentials: String,
     pub dry_run: bool,
     pub no_push: bool,
+    /// Why this build pushes nothing (a pull request, another branch), if so.
+    pub held_back: Option<String>,
     pub facts: SharedFacts,
 }
 
@@ -108,22 +110,22 @@ impl<I: Images> Stage for PushImage<I> {
     }
 
     fn describe(&self) -> Vec<String> {
+        if let Some(why) = &self.held_back {
+            return vec![format!("nothing: {why} (--promote overrides)")];
+        }
         if self.no_push {
             return vec![format!("--no-push: {}:{} stays in the local engine", self.repository, self.tag)];
         }
-        vec![format!(
-            "push {0}:{1} and {0}:latest ({2}); keep the manifest digest",
-            self.repository, self.tag, self.credentials
-        )]
+        vec![format!("push {}:{} ({}); keep the manifest digest", self.repository, self.tag, self.credentials)]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
+            if let Some(why) = &self.held_back {
+                return Ok(Completion::Skipped(format!("{why}: nothing is pushed (--promote overrides)")));
+            }
             if self.dry_run {
-                return Ok(Completion::Skipped(format!(
-                    "dry run: would push {0}:{1} and {0}:latest",
-                    self.repository, self.tag
-                )));
+                return Ok(Completion::Skipped(format!("dry run: would push {}:{}", self.repository, self.tag)));
             }
             if self.no_push {
                 return Ok(Completion::Skipped(format!(
@@ -132,10 +134,51 @@ impl<I: Images> Stage for PushImage<I> {
                 )));
             }
             let digest = self.images.push(&self.repository, &self.tag, self.auth.as_ref(), &|l| ctx.line(l)).await?;
-            self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
             ctx.detail(Detail::Digest, &digest);
-            ctx.detail(Detail::Pushed, format!("{0}:{1}, {0}:latest", self.repository, self.tag));
+            ctx.detail(Detail::Pushed, format!("{}:{}", self.repository, self.tag));
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest = Some(digest);
+            Ok(Completion::Done)
+        })
+    }
+}
+
+/// `:latest` follows QA: it is pushed only once QA holds this build, so a build that was held
+/// back, or that lost to a newer one, leaves it where it is.
+pub struct PushLatest<I> {
+    pub images: Arc<I>,
+    pub repository: String,
+    pub auth: Option<RegistryAuth>,
+    pub dry_run: bool,
+    pub facts: SharedFacts,
+}
+
+impl<I: Images> Stage for PushLatest<I> {
+    fn name(&self) -> StageName {
+        StageName::ImageLatest
+    }
+
+    fn describe(&self) -> Vec<String> {
+        vec![format!("push {}:latest, once QA holds this build", self.repository)]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let (digest, promoted) = {
+                let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+                (facts.digest.clone(), facts.promoted)
+            };
+            let latest = format!("{}:latest", self.repository);
+            if self.dry_run {
+                return Ok(Completion::Skipped(format!("dry run: would push {latest} once QA holds this build")));
+            }
+            if digest.is_none() {
+                return Ok(Completion::Skipped(format!("nothing was pushed: {latest} stays")));
+            }
+            if !promoted {
+                return Ok(Completion::Skipped(format!("QA does not hold this build: {latest} stays")));
+            }
+            self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
+            ctx.detail(Detail::Pushed, latest);
             Ok(Completion::Done)
         })
     }

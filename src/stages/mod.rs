@@ -21,6 +21,8 @@ pub struct Facts {
     pub package: Option<crate::chart::package::Package>,
     /// The chart the integration tests ran against.
     pub tested: Option<Tested>,
+    /// QA holds this build now (promoted, or already there): only then does `:latest` move.
+    pub promoted: bool,
 }
 
 /// The dotted values.yaml keys of the image reference (`chart.image_*_key`).

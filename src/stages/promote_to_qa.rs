@@ -2,11 +2,11 @@
 //! repository, tag and (when pushed) manifest digest, Chart.yaml `version` and `appVersion`,
 //! committed with trailers that tie the QA commit to its source commit, image and run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{ImageKeys, SharedFacts};
-use crate::branch_update::{self, Edit, UpdateOptions, UpdateOutcome};
+use crate::branch_update::{self, Change, Edit, UpdateError, UpdateOptions, UpdateOutcome};
 use crate::ci::BuildInfo;
 use crate::record::{Detail, StageName};
 use crate::runner::{Completion, Stage, StageContext, StageFuture};
@@ -32,7 +32,31 @@ pub struct PromoteToQa {
     pub dry_run: bool,
     /// Whether the image stage pushes (false with --no-push): a dry run then shows a digest.
     pub pushes: bool,
+    /// Why this build promotes nothing (a pull request, another branch), if so.
+    pub held_back: Option<String>,
+    /// The DEV repository and its checkout: whether QA holds a newer commit is decided there.
+    pub dev: Remote,
+    pub dev_dir: PathBuf,
     pub facts: SharedFacts,
+}
+
+/// The commit QA's chart names, when it descends from `commit`: QA never goes back to an
+/// older build, also when two builds race (this is judged again on every new tip).
+fn newer_in_qa(
+    git: &Git2,
+    dev: &Remote,
+    dev_dir: &Path,
+    chart_yaml: &Path,
+    commit: &str,
+) -> Result<Option<String>, UpdateError> {
+    let Ok(bytes) = std::fs::read(chart_yaml) else { return Ok(None) };
+    let Some(held) = crate::chart::meta::Metadata::parse(&bytes).ok().and_then(|m| m.app_version) else {
+        return Ok(None);
+    };
+    if held == commit {
+        return Ok(None);
+    }
+    Ok(git.descends_from(dev_dir, dev, &held, commit)?.filter(|newer| *newer).map(|_| held))
 }
 
 /// The digest assignment: set where the chart has the key; a pushed digest the chart cannot
@@ -116,6 +140,9 @@ impl Stage for PromoteToQa {
             Some(tag) => format!("the release version of tag {tag}"),
             None => format!("the next patch of the QA chart's version, pre-release dev.{}", self.build.short),
         };
+        if let Some(why) = &self.held_back {
+            return vec![format!("nothing: {why} (--promote overrides)")];
+        }
         let digest = if self.pushes { "the pushed manifest digest" } else { "empty (nothing pushed)" };
         vec![
             format!("clone {} (branch {}, {})", self.remote.url, self.remote.branch, self.credentials),
@@ -124,12 +151,16 @@ impl Stage for PromoteToQa {
             format!("set {values} {} = {digest}", self.keys.digest),
             format!("set {chart} version = {version}"),
             format!("set {chart} appVersion = {}", self.build.commit),
+            format!("unless QA's appVersion is a newer DEV commit (one {} is an ancestor of)", self.build.short),
             format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
         ]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
+            if let Some(why) = &self.held_back {
+                return Ok(Completion::Skipped(format!("{why}: QA is not changed (--promote overrides)")));
+            }
             let pushed = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone();
             // A dry run pushed nothing; its diff shows where the digest would go.
             let digest = match (&pushed, self.dry_run && self.pushes) {
@@ -151,15 +182,31 @@ impl Stage for PromoteToQa {
                 dry_run: self.dry_run,
                 ..UpdateOptions::default()
             };
-            let (git, remote) = (self.git.clone(), self.remote.clone());
+            let (git, remote, dev, dev_dir) =
+                (self.git.clone(), self.remote.clone(), self.dev.clone(), self.dev_dir.clone());
+            let (chart_yaml, commit) = (in_chart(&self.chart_path, "Chart.yaml"), self.build.commit.clone());
             let promotion = tokio::task::spawn_blocking(move || {
                 let workdir = tempfile::Builder::new().prefix("stagecoach-qa-").tempdir()?;
-                branch_update::update(&git, &remote, &edits, &options, workdir.path()).map_err(std::io::Error::other)
+                let apply = |dir: &Path| -> Result<Change, UpdateError> {
+                    if let Some(newer) = newer_in_qa(&git, &dev, &dev_dir, &dir.join(&chart_yaml), &commit)? {
+                        let short = &commit[..commit.len().min(7)];
+                        return Ok(Change {
+                            declined: Some(format!(
+                                "QA already holds newer commit {newer}, a descendant of {short}: an older build is not promoted"
+                            )),
+                            ..Change::default()
+                        });
+                    }
+                    branch_update::apply_edits(dir, &edits)
+                };
+                branch_update::update_with(&git, &remote, &apply, &options, workdir.path()).map_err(std::io::Error::other)
             })
             .await??;
             for line in promotion.diff.lines() {
                 ctx.line(line);
             }
+            let holds = matches!(promotion.outcome, UpdateOutcome::Pushed { .. } | UpdateOutcome::Unchanged);
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).promoted = holds;
             Ok(match promotion.outcome {
                 UpdateOutcome::Pushed { commit } => {
                     ctx.detail(Detail::QaCommit, &commit);
@@ -167,6 +214,7 @@ impl Stage for PromoteToQa {
                 }
                 UpdateOutcome::Unchanged => Completion::Skipped("the QA chart already holds this build".into()),
                 UpdateOutcome::DryRun => Completion::Skipped("dry run: the diff above was not pushed".into()),
+                UpdateOutcome::Declined(why) => Completion::Skipped(why),
             })
         })
     }

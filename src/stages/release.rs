@@ -69,7 +69,7 @@ fn publish_into(
     let (merged, outcome) = index::merge(existing.as_deref(), &entry, now)
         .map_err(|e| UpdateError::Compute { file: "index.yaml".into(), message: e.to_string() })?;
     if outcome == index::Merged::AlreadyPublished {
-        return Ok(Change { files: vec![], diff: String::new() });
+        return Ok(Change::default());
     }
     let tgz = dir.join(&package.file_name);
     if std::fs::read(&tgz).is_ok_and(|bytes| bytes != package.bytes) {
@@ -82,7 +82,7 @@ fn publish_into(
     std::fs::write(&tgz, &package.bytes).map_err(io(&package.file_name))?;
     std::fs::write(&index_path, &merged).map_err(io("index.yaml"))?;
     let diff = crate::files::diff(existing.as_deref().unwrap_or(""), &merged, "index.yaml");
-    Ok(Change { files: vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")], diff })
+    Ok(Change { files: vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")], diff, declined: None })
 }
 
 impl Stage for Release {
@@ -179,6 +179,7 @@ impl Stage for Release {
                     return Ok(Completion::Skipped("dry run: the index change above was not pushed".into()));
                 }
                 UpdateOutcome::Pushed { commit } => ctx.detail(Detail::ReleaseCommit, commit),
+                UpdateOutcome::Declined(why) => return Ok(Completion::Skipped(why)),
             }
             if let Some(base) = &self.base_url {
                 self.check_served(base, &package, ctx).await?;

@@ -316,6 +316,51 @@ impl Git2 {
     }
 }
 
+impl Git2 {
+    /// Whether `descendant` has `ancestor` in its history, as the DEV checkout in `dir` (or, if
+    /// that is no repository, a temporary one) knows it after fetching `remote`'s branch where
+    /// it lacks either commit (objects only: no ref but FETCH_HEAD is written). `None` when
+    /// `descendant` is nowhere to be found, or is not a commit hash.
+    pub fn descends_from(
+        &self,
+        dir: &Path,
+        remote: &Remote,
+        descendant: &str,
+        ancestor: &str,
+    ) -> Result<Option<bool>, GitError> {
+        let (Ok(descendant), Ok(ancestor)) = (git2::Oid::from_str(descendant), git2::Oid::from_str(ancestor)) else {
+            return Ok(None);
+        };
+        let scratch;
+        let repo = match Repository::open(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                scratch =
+                    tempfile::Builder::new().prefix("stagecoach-dev-").tempdir().map_err(|e| GitError::Local {
+                        dir: dir.to_path_buf(),
+                        what: "creating a scratch repository",
+                        message: e.to_string(),
+                    })?;
+                open_or_init(scratch.path())?
+            }
+        };
+        let known = |repo: &Repository| repo.find_commit(descendant).is_ok() && repo.find_commit(ancestor).is_ok();
+        if !known(&repo) {
+            // The branch's whole history, unless the repository is shallow (then what is new).
+            self.fetch(&repo, remote, &[&format!("refs/heads/{}", remote.branch)], None, "fetch")?;
+        }
+        if !known(&repo) {
+            return Ok(None);
+        }
+        let local = |e: git2::Error| GitError::Local {
+            dir: dir.to_path_buf(),
+            what: "walking the history",
+            message: e.message().to_string(),
+        };
+        repo.graph_descendant_of(descendant, ancestor).map(Some).map_err(local)
+    }
+}
+
 /// Push statuses that mean "the branch moved meanwhile": fetch, edit again, retry.
 const RACE_LOST: [&str; 6] =
     ["fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock", "cannot lock ref"];
