@@ -41,8 +41,9 @@ impl GitServer {
         let socket = d.join("fcgi.sock");
         let backend = PathBuf::from(git(Path::new("/"), &["--exec-path"])).join("git-http-backend");
 
+        // Several workers: a push held in a hook must not block the pushes racing it.
         let fcgi = Command::new(fcgiwrap)
-            .args(["-s", &format!("unix:{}", socket.display())])
+            .args(["-c", "4", "-s", &format!("unix:{}", socket.display())])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

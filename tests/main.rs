@@ -12,6 +12,7 @@ mod image;
 mod layout;
 mod promote;
 mod qa;
+mod race;
 mod registry;
 mod release;
 mod ssh;

@@ -1,0 +1,226 @@
+//! QA never goes backwards: an older and a newer DEV commit built at the same time, in every
+//! order their pushes can be forced into, against the real git HTTP server. The QA repository's
+//! pre-receive hook holds each push until the test lets it through.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::git_server::GitServer;
+use crate::image::operator_binary;
+use crate::registry::docker_available;
+use crate::support::{BIN, git};
+
+const TOKEN: &str = "race-token-77";
+const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Holds a push until `go-<appVersion>` exists in the control directory; notes its arrival.
+const HOOK: &str = r#"#!/bin/sh
+while read old new ref; do
+  app=$(git show "$new:Chart.yaml" | sed -n 's/^appVersion: *"*\([0-9a-f]*\)"*.*/\1/p')
+  touch "CONTROL/arrived-$app"
+  while [ ! -e "CONTROL/go-$app" ]; do sleep 0.05; done
+done
+"#;
+
+fn pipeline(dev_url: &str) -> String {
+    format!(
+        "version: 1
+repositories:
+  dev:
+    url: {dev_url}
+    credentials: git
+  qa:
+    url: ${{QA_URL}}
+    credentials: git
+  release:
+    url: https://git.example/release.git
+image:
+  repository: 127.0.0.1:5000/race-operator
+  dockerfile: operator/Dockerfile
+chart:
+  name: bitcoin-operator
+cluster:
+  provider: kind
+  node_image: kindest/node:v1.33.1
+commands:
+  build:
+    run: 'true'
+  unit_tests:
+    run: 'true'
+  integration_tests:
+    run: 'true'
+credentials:
+  git:
+    username: ci
+    token_env: GIT_TOKEN
+"
+    )
+}
+
+/// A shallow CI-style checkout of `branch` (depth 1) as local branch main, with the operator
+/// binary the image is built from.
+fn checkout(bare: &Path, branch: &str, into: &Path) {
+    let url = format!("file://{}", bare.display());
+    git(Path::new("/"), &["clone", "-q", "--depth", "1", "--branch", branch, &url, into.to_str().unwrap()]);
+    git(into, &["checkout", "-q", "-B", "main"]);
+    std::fs::create_dir_all(into.join("target/image")).unwrap();
+    let mut binary = std::fs::read(operator_binary()).unwrap();
+    binary.extend(b"race");
+    std::fs::write(into.join("target/image/operator"), binary).unwrap();
+    std::fs::set_permissions(into.join("target/image/operator"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+}
+
+fn build_and_deploy(dir: &Path, qa_url: &str) -> Child {
+    Command::new(BIN)
+        .args(["--no-progress", "build-and-deploy", "--no-push"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("GIT_TOKEN", TOKEN)
+        .env("QA_URL", qa_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child, name: &str) -> String {
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{name} failed:\n{stderr}");
+    stderr
+}
+
+/// Waits until the hook notes the arrival of `path`'s push; a run that ends first fails the
+/// test with its output.
+fn wait_for(path: &Path, runs: &mut [Child]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        for run in runs.iter_mut() {
+            if run.try_wait().unwrap().is_some() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                panic!("a run ended before {} appeared:\n{stderr}", path.display());
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn app_version(bare: &Path) -> String {
+    let chart = git(bare, &["show", "main:Chart.yaml"]);
+    chart.lines().find_map(|l| l.strip_prefix("appVersion: ")).unwrap_or_default().trim_matches('"').to_string()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// One run after the other.
+    Sequential,
+    /// Both runs have synced and are pushing; the first push lands, the second is rejected
+    /// and goes round the retry loop on the new tip.
+    Racing,
+}
+
+#[test]
+fn of_an_older_and_a_newer_build_the_newer_ends_in_qa_in_every_order() {
+    if !docker_available() {
+        return;
+    }
+    let Some(server) = GitServer::start("ci", TOKEN) else { return };
+    let dev_url = format!("{}/dev.git", server.base);
+    let chart = Path::new(WORKSPACE).join("chart-template");
+    let read = |name: &str| std::fs::read_to_string(chart.join(name)).unwrap();
+    let dockerfile = std::fs::read_to_string(Path::new(WORKSPACE).join("operator/Dockerfile")).unwrap();
+    let text = pipeline(&dev_url);
+    server.create_repo(
+        "dev",
+        &[
+            ("operator/Dockerfile", dockerfile.as_str()),
+            (".gitignore", "target/\n"),
+            ("pipelines/stagecoach.yaml", text.as_str()),
+        ],
+    );
+    // older: the seed commit, kept as branch `old`; newer: its child on main.
+    let dev_bare = server.bare("dev");
+    let older = git(&dev_bare, &["rev-parse", "main"]);
+    git(&dev_bare, &["branch", "old", "main"]);
+    let work = tempfile::tempdir().unwrap();
+    git(Path::new("/"), &["clone", "-q", dev_bare.to_str().unwrap(), work.path().join("w").to_str().unwrap()]);
+    let w = work.path().join("w");
+    std::fs::write(w.join("README.md"), "newer\n").unwrap();
+    git(&w, &["add", "README.md"]);
+    git(&w, &["commit", "-q", "-m", "newer"]);
+    git(&w, &["push", "-q", "origin", "main"]);
+    let newer = git(&w, &["rev-parse", "HEAD"]);
+
+    let cases = [
+        ("older, then newer", Order::Sequential, [&older, &newer]),
+        ("newer, then older", Order::Sequential, [&newer, &older]),
+        ("racing: the older push lands first", Order::Racing, [&older, &newer]),
+        ("racing: the newer push lands first", Order::Racing, [&newer, &older]),
+    ];
+    for (index, (name, order, [first, second])) in cases.into_iter().enumerate() {
+        let qa_url = server.create_repo(
+            &format!("qa{index}"),
+            &[("Chart.yaml", &read("Chart.yaml")), ("values.yaml", &read("values.yaml"))],
+        );
+        let qa_bare = server.bare(&format!("qa{index}"));
+        let control = work.path().join(format!("control{index}"));
+        std::fs::create_dir_all(&control).unwrap();
+        let hook = qa_bare.join("hooks/pre-receive");
+        std::fs::write(&hook, HOOK.replace("CONTROL", control.to_str().unwrap())).unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+        let dirs: Vec<PathBuf> = [first, second]
+            .iter()
+            .map(|commit| {
+                let dir = work.path().join(format!("case{index}-{}", &commit[..7]));
+                checkout(&dev_bare, if *commit == &older { "old" } else { "main" }, &dir);
+                dir
+            })
+            .collect();
+        let go = |commit: &str| std::fs::write(control.join(format!("go-{commit}")), "").unwrap();
+        let outputs = match order {
+            Order::Sequential => {
+                go(first);
+                go(second);
+                let a = finish(build_and_deploy(&dirs[0], &qa_url), first);
+                let b = finish(build_and_deploy(&dirs[1], &qa_url), second);
+                [a, b]
+            }
+            Order::Racing => {
+                let mut runs = [build_and_deploy(&dirs[0], &qa_url), build_and_deploy(&dirs[1], &qa_url)];
+                // Both have synced QA and built their commit: both pushes wait in the hook.
+                wait_for(&control.join(format!("arrived-{first}")), &mut runs);
+                wait_for(&control.join(format!("arrived-{second}")), &mut runs);
+                let [a, b] = runs;
+                go(first);
+                let a = finish(a, first);
+                go(second);
+                [a, finish(b, second)]
+            }
+        };
+        assert_eq!(app_version(&qa_bare), newer, "case {name}: QA went backwards");
+        let older_output = if first == &older { &outputs[0] } else { &outputs[1] };
+        let newer_first = first == &newer;
+        if newer_first {
+            assert!(
+                older_output.contains(&format!("QA already holds newer commit {newer}")),
+                "case {name}: {older_output}"
+            );
+            assert_eq!(git(&qa_bare, &["rev-list", "--count", "main"]), "2", "case {name}");
+        } else {
+            assert_eq!(git(&qa_bare, &["rev-list", "--count", "main"]), "3", "case {name}");
+        }
+    }
+    let _ = Command::new("docker").args(["rmi", "-f", "127.0.0.1:5000/race-operator:latest"]).output();
+    for commit in [&older, &newer] {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &format!("127.0.0.1:5000/race-operator:{}", &commit[..7])])
+            .output();
+    }
+}
