@@ -56,6 +56,9 @@ struct GlobalArgs {
     /// Write the JSON run record (stages, outcomes, durations, what was built) to this path
     #[arg(long, global = true, value_name = "PATH")]
     report: Option<PathBuf>,
+    /// Write the run as a JUnit XML report (a test case per stage) to this path, for CI test views
+    #[arg(long, global = true, value_name = "PATH")]
+    junit: Option<PathBuf>,
     /// Plain progress lines even on a terminal
     #[arg(long, global = true)]
     no_progress: bool,
@@ -263,6 +266,7 @@ impl Cli {
             verbose: g.verbose,
             quiet: g.quiet,
             report: g.report,
+            junit: g.junit,
             no_progress: g.no_progress,
         };
         let action = match self.command {

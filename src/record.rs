@@ -126,6 +126,9 @@ pub struct StageRecord {
     /// Facts the stage recorded (secrets masked).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<Detail, String>,
+    /// A failed stage's last lines of output (secrets masked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -252,6 +252,125 @@ pub fn write_report(path: &Path, report: &RunReport<'_>) -> std::io::Result<()> 
     std::fs::rename(&tmp, path)
 }
 
+/// The run as a JUnit XML report (the `testsuite` document of Jenkins' and GitLab's readers):
+/// one test case per stage with its duration; a failed stage's message and last lines of
+/// output; skipped and not-run stages as skipped, with why.
+pub fn junit(report: &RunReport<'_>) -> String {
+    use std::fmt::Write as _;
+    let run = report.run;
+    let cases: Vec<(&StageRecord, &str)> =
+        run.stages.iter().map(|r| (r, "")).chain(run.cleanup.iter().map(|r| (r, ".cleanup"))).collect();
+    let count = |outcomes: &[StageOutcome]| cases.iter().filter(|(r, _)| outcomes.contains(&r.outcome)).count();
+    let started = std::time::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuite name=\"stagecoach {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\" timestamp=\"{}\">",
+        xml(report.command),
+        cases.len(),
+        count(&[StageOutcome::Failed]),
+        count(&[StageOutcome::Interrupted]),
+        count(&[StageOutcome::Skipped, StageOutcome::NotRun, StageOutcome::Cancelled]),
+        junit_seconds(run.duration_ms),
+        crate::chart::index::rfc3339(started).trim_end_matches('Z'),
+    );
+    out.push_str("  <properties>\n");
+    let mut properties = vec![("run_id", report.run_id.to_string()), ("dry_run", report.dry_run.to_string())];
+    if let Some(build) = report.build {
+        properties.push(("commit", build.commit.clone()));
+        properties.push(("image_tag", build.image_tag().to_string()));
+    }
+    for (name, value) in properties {
+        let _ = writeln!(out, "    <property name=\"{name}\" value=\"{}\"/>", xml(&value));
+    }
+    out.push_str("  </properties>\n");
+    for (record, suffix) in cases {
+        let _ = write!(
+            out,
+            "  <testcase name=\"{}\" classname=\"stagecoach.{}{suffix}\" time=\"{}\"",
+            record.name,
+            xml(report.command),
+            junit_seconds(record.duration_ms)
+        );
+        let message = record.message.as_deref().unwrap_or_default();
+        let element = match record.outcome {
+            StageOutcome::Passed => None,
+            StageOutcome::Failed => Some(("failure", "stage-failed", message.to_string())),
+            StageOutcome::Interrupted => Some(("error", "interrupted", "interrupted (Ctrl-C or SIGTERM)".to_string())),
+            StageOutcome::Skipped => Some(("skipped", "skipped", message.to_string())),
+            StageOutcome::Cancelled => {
+                Some(("skipped", "cancelled", "cancelled: a stage beside it failed".to_string()))
+            }
+            StageOutcome::NotRun => Some(("skipped", "not-run", "not run: an earlier stage failed".to_string())),
+        };
+        match element {
+            None => out.push_str("/>\n"),
+            Some((tag, kind, message)) => {
+                let _ = write!(out, ">\n    <{tag} type=\"{kind}\" message=\"{}\"", xml(&message));
+                if record.tail.is_empty() {
+                    out.push_str("/>\n");
+                } else {
+                    let _ = writeln!(out, ">{}</{tag}>", escape(&record.tail.join("\n"), false));
+                }
+                out.push_str("  </testcase>\n");
+            }
+        }
+    }
+    out.push_str("</testsuite>\n");
+    out
+}
+
+/// Seconds with three decimals, as JUnit readers parse them.
+fn junit_seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// Text as an XML attribute value; characters XML 1.0 cannot hold become U+FFFD.
+fn xml(text: &str) -> String {
+    escape(text, true)
+}
+
+/// Text as XML character data (line breaks kept), or as an attribute value (line breaks as
+/// character references, which attribute normalisation would otherwise turn into spaces).
+fn escape(text: &str, attribute: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' if !attribute => out.push('\n'),
+            '\n' | '\t' | '\r' => out.push_str(&format!("&#{};", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The summary table as Markdown, for `$GITHUB_STEP_SUMMARY`.
+pub fn markdown_summary(command: &str, record: &RunRecord) -> String {
+    let outcome = match &record.outcome {
+        RunOutcome::Passed => "passed".to_string(),
+        RunOutcome::Failed { stage, .. } => format!("failed at {stage}"),
+        RunOutcome::Interrupted => "interrupted".to_string(),
+    };
+    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    let mut out = format!(
+        "### stagecoach {command}: {outcome}\n\n| stage | outcome | duration | note |\n| --- | --- | ---: | --- |\n"
+    );
+    let rows = record.stages.iter().map(|r| (r, "")).chain(record.cleanup.iter().map(|r| (r, " (cleanup)")));
+    for (r, suffix) in rows {
+        let duration = if r.outcome == StageOutcome::NotRun { "-".to_string() } else { seconds(r.duration_ms) };
+        let note = r.message.as_deref().map(cell).unwrap_or_default();
+        out.push_str(&format!("| {}{suffix} | {} | {duration} | {note} |\n", r.name, r.outcome.as_str()));
+    }
+    out.push_str(&format!("| total | {} | {} | |\n\n", outcome, seconds(record.duration_ms)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -280,6 +399,7 @@ mod tests {
             duration_ms: ms,
             message: None,
             details: Default::default(),
+            tail: Vec::new(),
         }
     }
 

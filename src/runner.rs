@@ -67,12 +67,22 @@ pub struct StageContext {
     /// collected then).
     pub run_failed: bool,
     details: std::sync::Mutex<std::collections::BTreeMap<Detail, String>>,
+    /// The last lines of output, for the report of a failed stage.
+    tail: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many lines of a failed stage's output its record keeps.
+const TAIL_LINES: usize = 30;
 
 impl StageContext {
     /// A line of output shown under this stage.
     pub fn line(&self, text: &str) {
         self.progress.line(self.stage.as_str(), text);
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.to_string());
     }
 
     /// A fact for the run record (an image digest, a commit), shown under the stage.
@@ -290,7 +300,13 @@ impl Runner {
     }
 
     fn context(&self, stage: StageName, run_failed: bool) -> StageContext {
-        StageContext { stage, progress: Arc::clone(&self.progress), run_failed, details: Default::default() }
+        StageContext {
+            stage,
+            progress: Arc::clone(&self.progress),
+            run_failed,
+            details: Default::default(),
+            tail: Default::default(),
+        }
     }
 
     fn finished(
@@ -309,6 +325,10 @@ impl Runner {
         };
         let mut record = self.record(name, group, start, begun, outcome, message);
         record.details = ctx.take_details().into_iter().map(|(k, v)| (k, self.secrets.mask(&v).into_owned())).collect();
+        if record.outcome == StageOutcome::Failed {
+            let tail = std::mem::take(&mut *ctx.tail.lock().unwrap_or_else(|e| e.into_inner()));
+            record.tail = tail.into_iter().map(|line| self.secrets.mask(&line).into_owned()).collect();
+        }
         record
     }
 
@@ -329,11 +349,21 @@ impl Runner {
             duration_ms: millis(begun.elapsed()),
             message: message.map(|m| self.secrets.mask(&m).into_owned()),
             details: Default::default(),
+            tail: Vec::new(),
         }
     }
 
     fn unstarted(&self, name: StageName, group: usize, outcome: StageOutcome) -> StageRecord {
-        StageRecord { name, group, outcome, started_ms: 0, duration_ms: 0, message: None, details: Default::default() }
+        StageRecord {
+            name,
+            group,
+            outcome,
+            started_ms: 0,
+            duration_ms: 0,
+            message: None,
+            details: Default::default(),
+            tail: Vec::new(),
+        }
     }
 }
 

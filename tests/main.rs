@@ -2,6 +2,7 @@
 
 mod build_detection;
 mod chart_commands;
+mod ci_configs;
 mod commands;
 mod config_errors;
 mod flow;
@@ -9,6 +10,7 @@ mod gates;
 mod git_server;
 mod helm_library;
 mod image;
+mod junit;
 mod layout;
 mod promote;
 mod qa;

@@ -91,6 +91,18 @@ async fn plan_of(
 /// Runs a flow's stages: progress on stderr, the summary table, the run record.
 pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
     let FlowCommand { flow, global, outside, config, build, flags } = command;
+    // A report that cannot be written is known before anything is pushed.
+    for (flag, path) in [("--report", &global.report), ("--junit", &global.junit)] {
+        let Some(path) = path else { continue };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(AppError::Usage(format!(
+                "{flag} {}: directory {} does not exist; nothing was run",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
     use std::io::IsTerminal;
 
     runtime()?.block_on(async {
@@ -116,18 +128,37 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
         if !global.quiet {
             eprint!("\n{}", crate::report::summary_table(&record));
         }
+        let report = crate::report::RunReport {
+            stagecoach_version: env!("CARGO_PKG_VERSION"),
+            run_id: &run_id,
+            command: flow.command(),
+            dry_run: global.dry_run,
+            started_unix_ms,
+            build: Some(build),
+            run: &record,
+        };
+        let io = |path: &std::path::Path| {
+            let what = format!("writing {}", path.display());
+            move |source| AppError::Io { what, source }
+        };
         if let Some(path) = &global.report {
-            let report = crate::report::RunReport {
-                stagecoach_version: env!("CARGO_PKG_VERSION"),
-                run_id: &run_id,
-                command: flow.command(),
-                dry_run: global.dry_run,
-                started_unix_ms,
-                build: Some(build),
-                run: &record,
-            };
-            crate::report::write_report(path, &report)
-                .map_err(|source| AppError::Io { what: format!("writing {}", path.display()), source })?;
+            crate::report::write_report(path, &report).map_err(io(path))?;
+        }
+        if let Some(path) = &global.junit {
+            crate::files::write_atomically(path, crate::report::junit(&report).as_bytes()).map_err(io(path))?;
+        }
+        // GitHub Actions shows this file on the run's page.
+        if (outside.env)("GITHUB_ACTIONS").as_deref() == Some("true")
+            && let Some(path) = (outside.env)("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from)
+        {
+            use std::io::Write as _;
+            let markdown = crate::report::markdown_summary(flow.command(), &record);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(markdown.as_bytes()))
+                .map_err(io(&path))?;
         }
         match record.outcome {
             RunOutcome::Passed => Ok(()),

@@ -31,6 +31,8 @@ pub struct Global {
     pub verbose: u8,
     pub quiet: bool,
     pub report: Option<PathBuf>,
+    /// Where the JUnit XML report of a flow goes.
+    pub junit: Option<PathBuf>,
     pub no_progress: bool,
 }
 
