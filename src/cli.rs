@@ -68,8 +68,10 @@ struct GlobalArgs {
 enum Verb {
     /// DEV: build, unit-test, build and push the image, write its tag into the QA repo's chart
     #[command(long_about = "DEV stage. Runs the build and unit-test commands, builds the image tagged with the short \
-        commit hash (or the git tag on a tagged build) and :latest, pushes both, then clones the QA repository, sets \
-        the image tag in values.yaml and version/appVersion in Chart.yaml, commits and pushes.\n\n\
+        commit hash (or the git tag on a tagged build), pushes it, then clones the QA repository, sets the image in \
+        values.yaml and version/appVersion in Chart.yaml, commits and pushes, and then pushes :latest. Only builds of \
+        repositories.dev.branch and release tags push and promote (--promote: any build); QA never takes an older \
+        commit than the one it holds.\n\n\
         Changes: the image registry and the QA repository (nothing remote with --dry-run).\n\
         Reads: the CI variables (TRAVIS_*, GITHUB_*, CI_COMMIT_*) and the credential variables of the pipeline file.")]
     BuildAndDeploy {

@@ -239,18 +239,20 @@ fn save_and_load_round_trip_an_image() {
     assert!(run.stderr.contains("dry run: would push stagecoach-test/save-load"), "{}", run.stderr);
     assert_eq!(qa_commits(&dev), "1", "a dry run pushed to QA");
 
+    // The build's own tag: a build does not move `:latest`, only a promotion does.
+    let image = format!("stagecoach-test/save-load:{}", &git(dev.dir.path(), &["rev-parse", "HEAD"])[..7]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let engine = stagecoach::tools::docker::DockerEngine::connect(Default::default()).await.unwrap();
         let tar = dev.dir.path().join("image.tar");
-        engine.save("stagecoach-test/save-load:latest", &tar).await.unwrap();
+        engine.save(&image, &tar).await.unwrap();
         assert!(std::fs::metadata(&tar).unwrap().len() > 100_000);
-        docker(&["rmi", "-f", "stagecoach-test/save-load:latest"]);
-        assert!(!engine.exists("stagecoach-test/save-load:latest").await);
+        docker(&["rmi", "-f", &image]);
+        assert!(!engine.exists(&image).await);
         engine.load(&tar).await.unwrap();
-        assert!(engine.exists("stagecoach-test/save-load:latest").await, "the image did not come back");
+        assert!(engine.exists(&image).await, "the image did not come back");
     });
-    docker(&["rmi", "-f", "stagecoach-test/save-load:latest"]);
+    docker(&["rmi", "-f", &image]);
 }
 
 #[test]

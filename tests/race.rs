@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::git_server::GitServer;
 use crate::image::operator_binary;
-use crate::registry::docker_available;
+use crate::registry::{Registry, docker_available};
 use crate::support::{BIN, git};
 
 const TOKEN: &str = "race-token-77";
@@ -23,7 +23,7 @@ while read old new ref; do
 done
 "#;
 
-fn pipeline(dev_url: &str) -> String {
+fn pipeline(dev_url: &str, image: &str) -> String {
     format!(
         "version: 1
 repositories:
@@ -36,7 +36,7 @@ repositories:
   release:
     url: https://git.example/release.git
 image:
-  repository: 127.0.0.1:5000/race-operator
+  repository: {image}
   dockerfile: operator/Dockerfile
 chart:
   name: bitcoin-operator
@@ -65,8 +65,9 @@ fn checkout(bare: &Path, branch: &str, into: &Path) {
     git(Path::new("/"), &["clone", "-q", "--depth", "1", "--branch", branch, &url, into.to_str().unwrap()]);
     git(into, &["checkout", "-q", "-B", "main"]);
     std::fs::create_dir_all(into.join("target/image")).unwrap();
+    // Each commit its own image, so that whose image :latest names can be told.
     let mut binary = std::fs::read(operator_binary()).unwrap();
-    binary.extend(b"race");
+    binary.extend(git(into, &["rev-parse", "HEAD"]).bytes());
     std::fs::write(into.join("target/image/operator"), binary).unwrap();
     std::fs::set_permissions(into.join("target/image/operator"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
@@ -74,13 +75,14 @@ fn checkout(bare: &Path, branch: &str, into: &Path) {
 
 fn build_and_deploy(dir: &Path, qa_url: &str) -> Child {
     Command::new(BIN)
-        .args(["--no-progress", "build-and-deploy", "--no-push"])
+        .args(["--no-progress", "build-and-deploy"])
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("GIT_TOKEN", TOKEN)
         .env("QA_URL", qa_url)
+        .env("IMAGE_NAME", qa_url.rsplit('/').next().unwrap().trim_end_matches(".git"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -131,11 +133,12 @@ fn of_an_older_and_a_newer_build_the_newer_ends_in_qa_in_every_order() {
         return;
     }
     let Some(server) = GitServer::start("ci", TOKEN) else { return };
+    let Some(registry) = Registry::start(None) else { return };
     let dev_url = format!("{}/dev.git", server.base);
     let chart = Path::new(WORKSPACE).join("chart-template");
     let read = |name: &str| std::fs::read_to_string(chart.join(name)).unwrap();
     let dockerfile = std::fs::read_to_string(Path::new(WORKSPACE).join("operator/Dockerfile")).unwrap();
-    let text = pipeline(&dev_url);
+    let text = pipeline(&dev_url, &format!("{}/${{IMAGE_NAME}}", registry.host));
     server.create_repo(
         "dev",
         &[
@@ -205,6 +208,10 @@ fn of_an_older_and_a_newer_build_the_newer_ends_in_qa_in_every_order() {
             }
         };
         assert_eq!(app_version(&qa_bare), newer, "case {name}: QA went backwards");
+        // :latest names what QA holds: the newer build's image.
+        let values = git(&qa_bare, &["show", "main:values.yaml"]);
+        let digest = values.lines().find_map(|l| l.trim().strip_prefix("digest: ")).unwrap().trim_matches('"');
+        assert_eq!(registry.digest(&format!("qa{index}"), "latest").as_deref(), Some(digest), "case {name}");
         let older_output = if first == &older { &outputs[0] } else { &outputs[1] };
         let newer_first = first == &newer;
         if newer_first {
@@ -217,10 +224,10 @@ fn of_an_older_and_a_newer_build_the_newer_ends_in_qa_in_every_order() {
             assert_eq!(git(&qa_bare, &["rev-list", "--count", "main"]), "3", "case {name}");
         }
     }
-    let _ = Command::new("docker").args(["rmi", "-f", "127.0.0.1:5000/race-operator:latest"]).output();
-    for commit in [&older, &newer] {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &format!("127.0.0.1:5000/race-operator:{}", &commit[..7])])
-            .output();
+    for index in 0..4 {
+        let image = format!("{}/qa{index}", registry.host);
+        for tag in ["latest".to_string(), older[..7].to_string(), newer[..7].to_string()] {
+            let _ = Command::new("docker").args(["rmi", "-f", &format!("{image}:{tag}")]).output();
+        }
     }
 }

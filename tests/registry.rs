@@ -29,6 +29,24 @@ pub fn docker_available() -> bool {
 }
 
 impl Registry {
+    /// The manifest digest `name:tag` names, if any.
+    pub fn digest(&self, name: &str, tag: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
+        write!(
+            stream,
+            "HEAD /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+            self.host
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.eq_ignore_ascii_case("docker-content-digest").then(|| value.trim().to_string())
+        })
+    }
+
     /// The tags the registry holds for `name` (none for a name never pushed).
     pub fn tags(&self, name: &str) -> Vec<String> {
         use std::io::{Read, Write};

@@ -69,7 +69,7 @@ impl<I: Images> Stage for BuildImage<I> {
 
     fn describe(&self) -> Vec<String> {
         let (dockerfile, context) = (self.dockerfile.display(), self.context.display());
-        vec![format!("docker build -f {dockerfile} {context} as {0}:{1} and {0}:latest", self.repository, self.tag)]
+        vec![format!("docker build -f {dockerfile} {context} as {}:{}", self.repository, self.tag)]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
@@ -81,7 +81,6 @@ impl<I: Images> Stage for BuildImage<I> {
                 self.dockerfile.strip_prefix(&self.context).unwrap_or(&self.dockerfile).to_string_lossy().into_owned();
             let reference = format!("{}:{}", self.repository, self.tag);
             let id = self.images.build(tar, &inside, &reference, &|l| ctx.line(l)).await?;
-            self.images.tag(&id, &self.repository, "latest").await?;
             ctx.detail(Detail::Image, &reference);
             ctx.detail(Detail::ImageId, &id);
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id = Some(id);
@@ -163,21 +162,31 @@ impl<I: Images> Stage for PushLatest<I> {
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            let (digest, promoted) = {
+            let (digest, promoted, id) = {
                 let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-                (facts.digest.clone(), facts.promoted)
+                (facts.digest.clone(), facts.promoted, facts.image_id.clone())
             };
             let latest = format!("{}:latest", self.repository);
             if self.dry_run {
                 return Ok(Completion::Skipped(format!("dry run: would push {latest} once QA holds this build")));
             }
-            if digest.is_none() {
+            let (Some(digest), Some(id)) = (digest, id) else {
                 return Ok(Completion::Skipped(format!("nothing was pushed: {latest} stays")));
-            }
+            };
             if !promoted {
                 return Ok(Completion::Skipped(format!("QA does not hold this build: {latest} stays")));
             }
-            self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
+            // Tagged only now, from this build's own image: another build on the same engine
+            // may have built the same repository meanwhile.
+            self.images.tag(&id, &self.repository, "latest").await?;
+            let pushed = self.images.push(&self.repository, "latest", self.auth.as_ref(), &|l| ctx.line(l)).await?;
+            if pushed != digest {
+                return Err(format!(
+                    "{latest} was pushed as {pushed}, not as this build's {digest}: another build changed the local \
+                     tag meanwhile; push it again with this run's image"
+                )
+                .into());
+            }
             ctx.detail(Detail::Pushed, latest);
             Ok(Completion::Done)
         })
