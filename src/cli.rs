@@ -12,7 +12,8 @@ Exit codes:
   0    success
   1    a stage failed (the error names it), or a chart command was refused its input
   2    usage or configuration error (a pipeline file, a missing tool or credential)
-  130  interrupted (Ctrl-C or SIGTERM); cleanup ran first
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM. Cleanup ran first; a second signal
+       abandons diagnostics, never the deletion of a cluster this run created
 
 Environment:
   STAGECOACH_CONFIG   pipeline file, when --config is not given

@@ -1,8 +1,9 @@
 //! The one place that starts external programs (kind, helm, kubectl, the user's build commands).
 //!
-//! Every command is echoed in verbose mode with secrets masked, runs under an optional timeout,
-//! is killed when its future is dropped (a failed sibling stage or Ctrl-C), and fails with a
-//! typed error that carries the exit code and the last lines of stderr.
+//! Every command is echoed in verbose mode with secrets masked, runs in a process group of its
+//! own under an optional timeout, and fails with a typed error that carries the exit code and
+//! the last lines of stderr. A timeout, or dropping its future (a failed sibling stage, Ctrl-C,
+//! SIGTERM), kills the whole group: the command and everything it started.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -11,6 +12,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+/// How long output may still arrive once the command itself has exited: what is left after
+/// that is held by a background process it started, which must not keep the stage running
+/// (the group is ended then, and in any case when the command is over).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 use crate::secrets::Secrets;
 
@@ -208,7 +214,9 @@ impl Spawner {
             .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Dropping the future (failed sibling, Ctrl-C, timeout) kills the program.
+            // Its own group, so that the group can be ended as a whole; and so that a Ctrl-C in
+            // the terminal reaches stagecoach, which ends it, instead of every child at once.
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
@@ -227,6 +235,8 @@ impl Spawner {
             }
         })?;
 
+        // Armed until the end: however this future ends, nothing of the command outlives it.
+        let group = child.id().map(GroupKill);
         let io_err = |source| ProcessError::Io { command: shown.clone(), source };
         if let (Some(bytes), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
             stdin.write_all(bytes).await.map_err(io_err)?;
@@ -236,7 +246,7 @@ impl Spawner {
 
         let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
         let work = async {
-            pump(stdout, stderr, &mut |stream, line| {
+            let mut each_line = |stream, line: &str| {
                 if stream == Stream::Stderr {
                     if tail.len() == STDERR_TAIL_LINES {
                         tail.pop_front();
@@ -244,10 +254,26 @@ impl Spawner {
                     tail.push_back(self.secrets.mask(line).into_owned());
                 }
                 on_line(stream, line);
-            })
-            .await
-            .map_err(io_err)?;
-            child.wait().await.map_err(io_err)
+            };
+            let pumping = pump(stdout, stderr, &mut each_line);
+            tokio::pin!(pumping);
+            tokio::select! {
+                pumped = &mut pumping => {
+                    pumped.map_err(io_err)?;
+                    child.wait().await.map_err(io_err)
+                }
+                status = child.wait() => {
+                    let status = status.map_err(io_err)?;
+                    if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut pumping).await.is_err() {
+                        // A background process still holds the output: end it, keep what it wrote.
+                        if let Some(group) = &group {
+                            group.kill();
+                        }
+                        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, &mut pumping).await;
+                    }
+                    Ok(status)
+                }
+            }
         };
         let status = match cmd.timeout {
             Some(after) => tokio::time::timeout(after, work)
@@ -266,29 +292,49 @@ impl Spawner {
     }
 }
 
+/// The process group of a running command, killed (SIGKILL to every member) when dropped.
+struct GroupKill(u32);
+
+impl GroupKill {
+    fn kill(&self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            // ESRCH: the group is gone already.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stream {
     Stdout,
     Stderr,
 }
 
-/// Reads both pipes line by line until both close, keeping their interleaving.
+/// Reads both pipes line by line until both close, keeping their interleaving. Output that is
+/// not UTF-8 is shown with U+FFFD in place of what cannot be read; it never fails the command.
 async fn pump(
     stdout: impl AsyncRead + Unpin,
     stderr: impl AsyncRead + Unpin,
     on_line: &mut (dyn FnMut(Stream, &str) + Send),
 ) -> std::io::Result<()> {
-    let mut out = BufReader::new(stdout).lines();
-    let mut err = BufReader::new(stderr).lines();
+    let mut out = BufReader::new(stdout).split(b'\n');
+    let mut err = BufReader::new(stderr).split(b'\n');
     let (mut out_open, mut err_open) = (true, true);
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(&bytes)).into_owned();
     while out_open || err_open {
         tokio::select! {
-            line = out.next_line(), if out_open => match line? {
-                Some(line) => on_line(Stream::Stdout, &line),
+            line = out.next_segment(), if out_open => match line? {
+                Some(line) => on_line(Stream::Stdout, &text(line)),
                 None => out_open = false,
             },
-            line = err.next_line(), if err_open => match line? {
-                Some(line) => on_line(Stream::Stderr, &line),
+            line = err.next_segment(), if err_open => match line? {
+                Some(line) => on_line(Stream::Stderr, &text(line)),
                 None => err_open = false,
             },
         }
@@ -364,6 +410,72 @@ mod tests {
         let err = rt().block_on(spawner().output(&cmd, &|_| {})).unwrap_err();
         assert!(matches!(err, ProcessError::TimedOut { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(4));
+    }
+
+    /// Whether a process whose command line holds `marker` is still alive.
+    fn alive(marker: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(marker) && !String::from_utf8_lossy(&c).contains("sh\0-c")
+            })
+        })
+    }
+
+    #[test]
+    fn the_whole_process_tree_ends_table() {
+        // `sleep 31.5N` names each case's grandchildren, to look for them afterwards. Nothing a
+        // command started outlives it: stagecoach leaves nothing running that was not asked for.
+        let cases: [(&str, &str, Option<Duration>, bool); 3] = [
+            (
+                "a timeout ends the grandchildren too",
+                "sleep 31.51 & sleep 31.51; wait",
+                Some(Duration::from_millis(300)),
+                false,
+            ),
+            (
+                "a background grandchild holding the output does not hold up the stage",
+                "sleep 31.52 & echo started",
+                None,
+                true,
+            ),
+            (
+                "a background grandchild that let go of the output ends with the command",
+                "sleep 31.53 >/dev/null 2>&1 & echo started",
+                None,
+                true,
+            ),
+        ];
+        for (name, line, timeout, ok) in cases {
+            let mut cmd = Cmd::shell(line);
+            if let Some(after) = timeout {
+                cmd = cmd.timeout(after);
+            }
+            let started = std::time::Instant::now();
+            let result = rt().block_on(spawner().output(&cmd, &|_| {}));
+            assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{name}: took {:?}", started.elapsed());
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!alive(line.split_whitespace().nth(1).unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn dropping_the_future_ends_the_whole_process_tree() {
+        let cmd = Cmd::shell("sleep 31.54 & sleep 31.54; wait");
+        rt().block_on(async {
+            let _ = tokio::time::timeout(Duration::from_millis(300), spawner().output(&cmd, &|_| {})).await;
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive("31.54"));
+    }
+
+    #[test]
+    fn output_that_is_not_utf8_is_shown_lossily() {
+        let out = rt()
+            .block_on(spawner().output(&Cmd::shell("printf 'caf\\351 ok\\r\\n'; printf 'x\\377\\n' >&2"), &|_| {}))
+            .unwrap();
+        assert_eq!(out.stdout, "caf\u{FFFD} ok\n");
+        assert_eq!(out.stderr, "x\u{FFFD}\n");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub trait Stage: Send + Sync {
     /// dry run print this, so the plan cannot drift from the run.
     fn describe(&self) -> Vec<String>;
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a>;
+    /// A cleanup stage that must finish even when the user interrupts again during cleanup
+    /// (deleting a cluster this run created); the others are abandoned then.
+    fn essential(&self) -> bool {
+        false
+    }
 }
 
 /// A stage as a plan shows it: its name and what it will do.
@@ -141,15 +146,37 @@ impl Plan {
     }
 }
 
-/// Interrupt requests (Ctrl-C). A closed channel never interrupts.
-pub struct Interrupts(tokio::sync::mpsc::UnboundedReceiver<()>);
+/// What stopped a run from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// SIGINT: Ctrl-C.
+    Interrupt,
+    /// SIGTERM: what CI services send on cancel, and `kill`.
+    Terminate,
+}
+
+impl Interrupt {
+    /// The exit code a shell gives a program ended by this signal: 128 + its number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Interrupt => 130,
+            Self::Terminate => 143,
+        }
+    }
+}
+
+/// Interrupt requests. A closed channel never interrupts.
+pub struct Interrupts {
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Interrupt>,
+    first: Option<Interrupt>,
+}
 
 impl Interrupts {
-    pub fn new(receiver: tokio::sync::mpsc::UnboundedReceiver<()>) -> Self {
-        Self(receiver)
+    pub fn new(receiver: tokio::sync::mpsc::UnboundedReceiver<Interrupt>) -> Self {
+        Self { receiver, first: None }
     }
 
-    /// Interrupts from SIGINT (Ctrl-C) and SIGTERM (what CI services send on cancel).
+    /// Interrupts from SIGINT (Ctrl-C) and SIGTERM.
     pub fn from_signals() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -157,22 +184,30 @@ impl Interrupts {
         let mut term = signal(SignalKind::terminate())?;
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    Some(()) = int.recv() => {}
-                    Some(()) = term.recv() => {}
+                let interrupt = tokio::select! {
+                    Some(()) = int.recv() => Interrupt::Interrupt,
+                    Some(()) = term.recv() => Interrupt::Terminate,
                     else => break,
-                }
-                if tx.send(()).is_err() {
+                };
+                if tx.send(interrupt).is_err() {
                     break;
                 }
             }
         });
-        Ok(Self(rx))
+        Ok(Self::new(rx))
+    }
+
+    /// The first signal received, which decides the exit code.
+    pub fn first(&self) -> Option<Interrupt> {
+        self.first
     }
 
     async fn next(&mut self) {
-        if self.0.recv().await.is_none() {
-            std::future::pending::<()>().await;
+        match self.receiver.recv().await {
+            Some(interrupt) => {
+                self.first.get_or_insert(interrupt);
+            }
+            None => std::future::pending::<()>().await,
         }
     }
 }
@@ -202,16 +237,21 @@ impl Runner {
         let mut abandoned = false;
         for (index, stage) in plan.cleanup.iter().enumerate() {
             let group = plan.groups.len() + index;
-            if abandoned {
+            if abandoned && !stage.essential() {
                 cleanup.push(self.unstarted(stage.name(), group, StageOutcome::Interrupted));
                 continue;
             }
             let ctx = self.context(stage.name(), run_failed);
             self.progress.stage_started(stage.name().as_str(), false);
             let begun = Instant::now();
-            let result = tokio::select! {
-                result = stage.run(&ctx) => Some(result),
-                () = interrupts.next() => None,
+            let result = if stage.essential() {
+                // More signals now change nothing: what this run created goes away.
+                Some(stage.run(&ctx).await)
+            } else {
+                tokio::select! {
+                    result = stage.run(&ctx) => Some(result),
+                    () = interrupts.next() => None,
+                }
             };
             let record = match result {
                 Some(result) => self.finished(stage.name(), group, start, begun, result, &ctx),
@@ -223,7 +263,7 @@ impl Runner {
                         start,
                         begun,
                         StageOutcome::Interrupted,
-                        Some("cleanup abandoned on a second interrupt".into()),
+                        Some("abandoned on a second interrupt; essential cleanup still runs".into()),
                     )
                 }
             };
@@ -400,6 +440,7 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
         wait: Wait,
         result: Result<Completion, &'static str>,
+        essential: bool,
     }
 
     enum Wait {
@@ -408,6 +449,8 @@ mod tests {
         Barrier(Arc<Barrier>),
         /// Signals that it started, then never finishes on its own.
         Forever(Arc<Notify>),
+        /// Signals that it started, then finishes after a while.
+        Slow(Arc<Notify>, Duration),
     }
 
     impl Stage for Step {
@@ -429,10 +472,17 @@ mod tests {
                         started.notify_one();
                         std::future::pending::<()>().await;
                     }
+                    Wait::Slow(started, after) => {
+                        started.notify_one();
+                        tokio::time::sleep(*after).await;
+                    }
                 }
                 self.log.lock().unwrap().push(format!("end {}", self.name));
                 self.result.clone().map_err(|e| e.into())
             })
+        }
+        fn essential(&self) -> bool {
+            self.essential
         }
     }
 
@@ -445,7 +495,7 @@ mod tests {
             Self { log: Arc::default() }
         }
         fn step(&self, name: StageName, result: Result<Completion, &'static str>) -> Step {
-            Step { name, log: Arc::clone(&self.log), wait: Wait::None, result }
+            Step { name, log: Arc::clone(&self.log), wait: Wait::None, result, essential: false }
         }
         fn waiting(&self, name: StageName, wait: Wait) -> Step {
             Step { wait, ..self.step(name, Ok(Completion::Done)) }
@@ -593,7 +643,7 @@ mod tests {
         let record = block_on(async move {
             let ctrl_c = async move {
                 started.notified().await;
-                tx.send(()).unwrap();
+                tx.send(Interrupt::Interrupt).unwrap();
                 std::future::pending::<()>().await;
             };
             let (runner, mut interrupts) = (runner(), Interrupts::new(rx));
@@ -627,5 +677,52 @@ mod tests {
             outcomes(&record.cleanup),
             [("cluster-teardown", StageOutcome::Failed), ("node-image-cache", StageOutcome::Passed)]
         );
+    }
+
+    #[test]
+    fn a_second_interrupt_abandons_diagnostics_but_teardown_finishes() {
+        let f = Fixture::new();
+        let (tests_started, diagnostics_started, teardown_started) =
+            (Arc::new(Notify::new()), Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let plan = Plan::new()
+            .then(f.waiting(StageName::IntegrationTests, Wait::Forever(Arc::clone(&tests_started))))
+            .cleanup(f.waiting(StageName::Diagnostics, Wait::Forever(Arc::clone(&diagnostics_started))))
+            .cleanup(f.waiting(StageName::NodeImageCache, Wait::None))
+            .cleanup(Step {
+                essential: true,
+                ..f.waiting(
+                    StageName::ClusterTeardown,
+                    Wait::Slow(Arc::clone(&teardown_started), Duration::from_millis(200)),
+                )
+            });
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (record, first) = block_on(async move {
+            let signals = async move {
+                tests_started.notified().await;
+                tx.send(Interrupt::Terminate).unwrap();
+                diagnostics_started.notified().await;
+                tx.send(Interrupt::Interrupt).unwrap();
+                // Impatient: more while the cluster is being deleted.
+                teardown_started.notified().await;
+                tx.send(Interrupt::Interrupt).unwrap();
+                std::future::pending::<()>().await;
+            };
+            let (runner, mut interrupts) = (runner(), Interrupts::new(rx));
+            tokio::select! {
+                record = runner.run(plan, &mut interrupts) => (record, interrupts.first()),
+                () = signals => unreachable!(),
+            }
+        });
+        assert_eq!(record.outcome, RunOutcome::Interrupted);
+        assert_eq!(first, Some(Interrupt::Terminate), "the first signal decides the exit code");
+        assert_eq!(
+            outcomes(&record.cleanup),
+            [
+                ("diagnostics", StageOutcome::Interrupted),
+                ("node-image-cache", StageOutcome::Interrupted),
+                ("cluster-teardown", StageOutcome::Passed)
+            ]
+        );
+        assert_eq!(f.log().last().unwrap(), "end cluster-teardown");
     }
 }

@@ -90,6 +90,7 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
     let repo = Repo::new(VALID_PIPELINE);
     let head = repo.head();
     let short = &head[..7];
+    let dir = repo.path().display().to_string();
     let run = stagecoach(repo.path(), &["plan"], &[("GITHUB_TOKEN", "canary-s3cr3t-42")]);
     run.success();
     let out = &run.stdout;
@@ -100,6 +101,7 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
         "3.  image-build",
         "4.  image-push",
         "5.  qa-promote",
+        "6.  image-latest",
         "integration-test",
         "cluster-up (parallel)",
         "dev-checkout (parallel)",
@@ -119,7 +121,10 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
         format!("commit {head} (branch main, local git), image tag {short}"),
         "sh -c 'cargo build' (timeout 30m)".to_string(),
         "sh -c 'cargo test' (timeout 20m)".to_string(),
-        format!("127.0.0.1:5000/bitcoin-operator:{short} and 127.0.0.1:5000/bitcoin-operator:latest"),
+        format!("docker build -f {}/Dockerfile {} as 127.0.0.1:5000/bitcoin-operator:{short}", dir, dir),
+        format!("push 127.0.0.1:5000/bitcoin-operator:{short} (credentials"),
+        "push 127.0.0.1:5000/bitcoin-operator:latest, once QA holds this build".to_string(),
+        format!("unless QA's appVersion is a newer DEV commit (one {short} is an ancestor of)"),
         "credentials `registry`: user bot, password $DOCKER_PASSWORD".to_string(),
         "clone https://git.example/qa.git (branch main, credentials `git`: token $GITHUB_TOKEN)".to_string(),
         "set values.yaml image.repository = 127.0.0.1:5000/bitcoin-operator".to_string(),

@@ -408,28 +408,39 @@ fn a_failure_leaves_a_diagnostics_bundle_and_still_deletes_the_cluster() {
 }
 
 #[test]
-fn ctrl_c_stops_the_run_and_the_cluster_is_deleted() {
+fn ctrl_c_or_sigterm_stops_the_run_ends_its_programs_and_the_cluster_is_deleted() {
     if !docker_available() {
         return;
     }
-    let Some(qa) = setup("0.2.0", "sigint") else { return };
-    let mut child =
-        qa.command(&["--no-progress", "integration-test"], &[("FAKE_SLEEP", "helm upgrade:30")]).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !qa.calls().iter().any(|c| c.starts_with("helm upgrade")) {
-        assert!(Instant::now() < deadline, "helm was never called: {:#?}", qa.calls());
-        std::thread::sleep(Duration::from_millis(50));
+    // (signal, exit code, how long the fake helm sleeps: a number that names its process)
+    let cases = [("INT", 130, "30.61"), ("TERM", 143, "30.62")];
+    for (signal, code, sleep) in cases {
+        let Some(qa) = setup("0.2.0", &format!("sig{}", signal.to_lowercase())) else { return };
+        let mut child = qa
+            .command(&["--no-progress", "integration-test"], &[("FAKE_SLEEP", &format!("helm upgrade:{sleep}"))])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !qa.calls().iter().any(|c| c.starts_with("helm upgrade")) {
+            assert!(Instant::now() < deadline, "{signal}: helm was never called: {:#?}", qa.calls());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = Instant::now();
+        assert!(
+            Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap().success()
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert!(sent.elapsed() < Duration::from_secs(20), "{signal}: took {:?} to stop", sent.elapsed());
+        let calls = qa.calls();
+        assert!(calls.iter().any(|c| c.starts_with("kind delete cluster --name stagecoach")), "{signal}: {calls:#?}");
+        assert!(!calls.iter().any(|c| c.starts_with("integration")), "{signal}");
+        // The helm it was running, and the sleep that helm started, are gone with it.
+        let running = Command::new("pgrep").args(["-f", &format!("sleep {sleep}")]).output().unwrap();
+        assert!(running.stdout.is_empty(), "{signal}: still running: {}", String::from_utf8_lossy(&running.stdout));
+        qa.assert_no_temporary_files();
+        docker(&["rmi", "-f", &format!("stagecoach-test/node:sig{}", signal.to_lowercase()), &qa.image]);
     }
-    let sent = Instant::now();
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(sent.elapsed() < Duration::from_secs(20), "took {:?} to stop", sent.elapsed());
-    let calls = qa.calls();
-    assert!(calls.iter().any(|c| c.starts_with("kind delete cluster --name stagecoach")), "{calls:#?}");
-    assert!(!calls.iter().any(|c| c.starts_with("integration")));
-    qa.assert_no_temporary_files();
-    docker(&["rmi", "-f", "stagecoach-test/node:sigint", &qa.image]);
 }
 
 #[test]

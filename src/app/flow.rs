@@ -170,7 +170,14 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
                 };
                 Err(AppError::StageFailed { stage: stage.to_string(), error })
             }
-            RunOutcome::Interrupted => Err(AppError::Interrupted),
+            RunOutcome::Interrupted => {
+                let interrupt = interrupts.first().unwrap_or(crate::runner::Interrupt::Interrupt);
+                let signal = match interrupt {
+                    crate::runner::Interrupt::Interrupt => "SIGINT",
+                    crate::runner::Interrupt::Terminate => "SIGTERM",
+                };
+                Err(AppError::Interrupted { signal, code: interrupt.exit_code() })
+            }
         }
     })
 }

@@ -89,8 +89,8 @@ pub enum AppError {
     Ci(#[from] CiError),
     #[error("stage `{stage}` failed: {error}")]
     StageFailed { stage: String, error: String },
-    #[error("interrupted; cleanup ran")]
-    Interrupted,
+    #[error("interrupted by {signal}; cleanup ran")]
+    Interrupted { signal: &'static str, code: u8 },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     /// A credential named in the pipeline file cannot be read.
@@ -106,11 +106,12 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// The documented exit codes: 1 a stage failed, 2 usage or configuration, 130 interrupted.
+    /// The documented exit codes: 1 a stage failed, 2 usage or configuration, 130 interrupted
+    /// by SIGINT (Ctrl-C), 143 by SIGTERM.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::StageFailed { .. } | Self::Failed(_) => 1,
-            Self::Interrupted => 130,
+            Self::Interrupted { code, .. } => *code,
             Self::Config(_) | Self::Ci(_) | Self::Io { .. } | Self::Credentials(_) | Self::Usage(_) => 2,
         }
     }

@@ -463,4 +463,7 @@ impl<C: Cluster> Stage for Teardown<C> {
             self.cluster.down(ctx).await
         })
     }
+    fn essential(&self) -> bool {
+        true
+    }
 }
