@@ -83,6 +83,23 @@ pub struct Config {
     pub optional_credentials: std::collections::BTreeSet<String>,
 }
 
+impl Config {
+    /// The credential variables `command` must not see: every variable named under
+    /// `credentials:` that its `env_passthrough` does not list.
+    pub fn withheld_from(&self, command: &Command) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .credentials
+            .values()
+            .flat_map(Credential::env_names)
+            .filter(|name| !command.env_passthrough.iter().any(|kept| kept == name))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repositories {
     pub dev: Repository,
@@ -162,6 +179,8 @@ pub struct Command {
     /// A shell command line, run with `sh -c` (the shell expands `$VAR` in it, stagecoach does not).
     pub run: String,
     pub timeout: Duration,
+    /// Credential variables (named under `credentials:`) this command may see; it sees no other.
+    pub env_passthrough: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +201,18 @@ pub enum Username {
 }
 
 impl Credential {
+    /// Names of every environment variable it reads (user names too).
+    pub fn env_names(&self) -> Vec<&str> {
+        let user = match self {
+            Self::Token { username, .. } | Self::Password { username, .. } | Self::SshKey { username, .. } => username,
+        };
+        let mut names = self.secret_env_names();
+        if let Username::FromEnv(name) = user {
+            names.push(name);
+        }
+        names
+    }
+
     /// Names of the environment variables whose values are secret.
     pub fn secret_env_names(&self) -> Vec<&str> {
         match self {
@@ -495,6 +526,7 @@ struct RawCommands {
 struct RawCommand {
     run: Text,
     timeout: Option<Text>,
+    env_passthrough: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,10 +639,15 @@ impl Checker<'_> {
             .flatten()
             .map(|image| self.checked(image, "cluster.pulled_images", validate_image_reference))
             .collect();
+        let credential_vars: Vec<&str> = credentials.values().flat_map(Credential::env_names).collect();
         let commands = Commands {
-            build: self.command(&raw.commands.build, "commands.build"),
-            unit_tests: self.command(&raw.commands.unit_tests, "commands.unit_tests"),
-            integration_tests: self.command(&raw.commands.integration_tests, "commands.integration_tests"),
+            build: self.command(&raw.commands.build, "commands.build", &credential_vars),
+            unit_tests: self.command(&raw.commands.unit_tests, "commands.unit_tests", &credential_vars),
+            integration_tests: self.command(
+                &raw.commands.integration_tests,
+                "commands.integration_tests",
+                &credential_vars,
+            ),
         };
         let tools = match &raw.tools {
             Some(t) => Tools {
@@ -789,7 +826,7 @@ impl Checker<'_> {
         }
     }
 
-    fn command(&mut self, raw: &RawCommand, field: &str) -> Command {
+    fn command(&mut self, raw: &RawCommand, field: &str, credential_vars: &[&str]) -> Command {
         // Not interpolated: the shell expands `$VAR` itself when the command runs.
         if raw.run.value.trim().is_empty() {
             self.error(&raw.run, &format!("{field}.run"), "must not be empty");
@@ -815,7 +852,27 @@ impl Checker<'_> {
                 }
             }
         };
-        Command { run: raw.run.value.clone(), timeout }
+        let mut env_passthrough = Vec::new();
+        for value in raw.env_passthrough.iter().flatten() {
+            let field = format!("{field}.env_passthrough");
+            let name = self.env_name(value, &field);
+            if !credential_vars.contains(&name.as_str()) {
+                let hint = match did_you_mean(&name, credential_vars) {
+                    Some(best) => format!("did you mean `{best}`? "),
+                    None => String::new(),
+                };
+                self.error(
+                    value,
+                    &field,
+                    format!(
+                        "`{name}` is no variable of `credentials:`; {hint}only those are held back from commands, \
+                         every other variable reaches them anyway"
+                    ),
+                );
+            }
+            env_passthrough.push(name);
+        }
+        Command { run: raw.run.value.clone(), timeout, env_passthrough }
     }
 
     fn credential(&mut self, raw: &Spanned<RawCredential>, field: &str) -> Option<Credential> {

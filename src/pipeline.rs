@@ -160,7 +160,7 @@ pub async fn build_and_deploy(
         name,
         command: command.clone(),
         cwd: config.root.clone(),
-        env: vec![],
+        withheld: config.withheld_from(command),
         spawner: spawner.clone(),
     };
     Ok(Plan::new()
@@ -471,6 +471,7 @@ impl Qa<'_> {
             })
             .then(IntegrationTests {
                 command: config.commands.integration_tests.clone(),
+                withheld: config.withheld_from(&config.commands.integration_tests),
                 dir: dev_dir,
                 cluster: Arc::clone(&cluster),
                 spawner: self.spawner,

@@ -74,6 +74,7 @@ pub struct Cmd {
     args: Vec<String>,
     cwd: Option<PathBuf>,
     env: Vec<(String, OsString)>,
+    env_removed: Vec<String>,
     stdin: Option<Vec<u8>>,
     timeout: Option<Duration>,
     install_hint: Option<String>,
@@ -86,6 +87,7 @@ impl Cmd {
             args: Vec::new(),
             cwd: None,
             env: Vec::new(),
+            env_removed: Vec::new(),
             stdin: None,
             timeout: None,
             install_hint: None,
@@ -118,6 +120,12 @@ impl Cmd {
 
     pub fn env(mut self, key: impl Into<String>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Leaves `key` out of the environment the program inherits.
+    pub fn env_remove(mut self, key: impl Into<String>) -> Self {
+        self.env_removed.push(key.into());
         self
     }
 
@@ -220,6 +228,9 @@ impl Spawner {
             .kill_on_drop(true);
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
+        }
+        for key in &cmd.env_removed {
+            command.env_remove(key);
         }
         for (key, value) in &cmd.env {
             command.env(key, value);

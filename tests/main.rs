@@ -9,6 +9,7 @@ mod flow;
 mod gates;
 mod git_server;
 mod helm_library;
+mod hostile;
 mod image;
 mod junit;
 mod layout;

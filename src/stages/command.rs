@@ -1,6 +1,7 @@
-//! A command from the pipeline file (build, unit tests), run with `sh -c` under its timeout.
+//! A command from the pipeline file (build, unit tests, integration tests), run with `sh -c`
+//! under its timeout, without the credential variables it does not list in `env_passthrough`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Command;
 use crate::process::{Cmd, Spawner, shell_quote};
@@ -8,15 +9,26 @@ use crate::record::StageName;
 use crate::runner::{Completion, Stage, StageContext, StageFuture};
 
 /// `sh -c '…' (timeout 30m)`: a pipeline command as it will run.
-pub fn describe(command: &Command) -> String {
-    format!("sh -c {} (timeout {})", shell_quote(&command.run), crate::config::format_duration(command.timeout))
+pub fn describe(command: &Command, withheld: &[String]) -> String {
+    let mut text =
+        format!("sh -c {} (timeout {})", shell_quote(&command.run), crate::config::format_duration(command.timeout));
+    if !withheld.is_empty() {
+        text.push_str(&format!(", without {}", withheld.join(", ")));
+    }
+    text
+}
+
+/// The command line of `command` in `cwd`, without the `withheld` variables.
+pub fn cmd(command: &Command, cwd: &Path, withheld: &[String]) -> Cmd {
+    withheld.iter().fold(Cmd::shell(&command.run).cwd(cwd).timeout(command.timeout), |cmd, name| cmd.env_remove(name))
 }
 
 pub struct RunCommand {
     pub name: StageName,
     pub command: Command,
     pub cwd: PathBuf,
-    pub env: Vec<(String, String)>,
+    /// The credential variables it must not see (`Config::withheld_from`).
+    pub withheld: Vec<String>,
     pub spawner: Spawner,
 }
 
@@ -26,15 +38,12 @@ impl Stage for RunCommand {
     }
 
     fn describe(&self) -> Vec<String> {
-        vec![format!("{} in {}", describe(&self.command), self.cwd.display())]
+        vec![format!("{} in {}", describe(&self.command, &self.withheld), self.cwd.display())]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
-            let mut cmd = Cmd::shell(&self.command.run).cwd(&self.cwd).timeout(self.command.timeout);
-            for (key, value) in &self.env {
-                cmd = cmd.env(key, value);
-            }
+            let cmd = cmd(&self.command, &self.cwd, &self.withheld);
             self.spawner.stream(&cmd, &|l| ctx.line(l), &|l| ctx.line(l)).await?;
             Ok(Completion::Done)
         })

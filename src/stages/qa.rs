@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::cluster::{Cluster, ClusterStep};
 use crate::config::Command;
-use crate::process::{Cmd, Spawner};
+use crate::process::Spawner;
 use crate::record::{Detail, StageName};
 use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::docker::{DockerEngine, RegistryAuth};
@@ -276,6 +276,8 @@ impl<C: Cluster> Stage for HelmInstall<C> {
 /// The integration test command, in the DEV checkout, pointed at the cluster.
 pub struct IntegrationTests<C> {
     pub command: Command,
+    /// The credential variables it must not see.
+    pub withheld: Vec<String>,
     pub dir: PathBuf,
     pub cluster: Arc<C>,
     pub spawner: Spawner,
@@ -291,15 +293,17 @@ impl<C: Cluster> Stage for IntegrationTests<C> {
         if let Some(context) = &target.context {
             env.push_str(&format!(" KUBE_CONTEXT={context}"));
         }
-        vec![format!("{} in {}, with {env}", super::command::describe(&self.command), self.dir.display())]
+        vec![format!(
+            "{} in {}, with {env}",
+            super::command::describe(&self.command, &self.withheld),
+            self.dir.display()
+        )]
     }
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let target = self.cluster.target();
-            let mut cmd = Cmd::shell(&self.command.run)
-                .cwd(&self.dir)
-                .timeout(self.command.timeout)
-                .env("KUBECONFIG", &target.kubeconfig);
+            let mut cmd =
+                super::command::cmd(&self.command, &self.dir, &self.withheld).env("KUBECONFIG", &target.kubeconfig);
             if let Some(context) = &target.context {
                 cmd = cmd.env("KUBE_CONTEXT", context);
             }
