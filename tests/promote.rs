@@ -155,38 +155,47 @@ fn the_token_is_written_to_no_file_of_the_clone() {
 }
 
 #[test]
-fn ten_concurrent_promotions_all_land() {
+fn ten_concurrent_promotions_all_land_over_http_file_urls_and_paths() {
     let Some(server) = GitServer::start("ci", CANARY) else { return };
     let values: String = (0..10).map(|i| format!("t{i}: old # slot {i}\n")).collect();
-    let url = server.create_repo("qa", &[("values.yaml", &values)]);
-    let dev = tempfile::tempdir().unwrap();
-    pipeline(dev.path(), &url);
-
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..10)
-            .map(|i| {
-                let dir = dev.path().to_path_buf();
-                scope.spawn(move || {
-                    let set = format!("t{i}=new{i}");
-                    stagecoach(
-                        &dir,
-                        &["promote", "--repo", "qa", "--file", "values.yaml", "--set", &set, "--attempts", "30"],
-                        &[("QA_TOKEN", CANARY)],
-                    )
+    let local = tempfile::tempdir().unwrap();
+    let file_bare = local.path().join("qa-file.git");
+    seed_bare_repo(&file_bare, &[("values.yaml", &values)]);
+    let path_bare = local.path().join("qa-path.git");
+    seed_bare_repo(&path_bare, &[("values.yaml", &values)]);
+    let cases = [
+        ("smart HTTP", server.create_repo("qa", &[("values.yaml", &values)]), server.bare("qa")),
+        ("file://", format!("file://{}", file_bare.display()), file_bare.clone()),
+        ("a path", path_bare.display().to_string(), path_bare.clone()),
+    ];
+    for (name, url, bare) in cases {
+        let dev = tempfile::tempdir().unwrap();
+        pipeline(dev.path(), &url);
+        let runs: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..10)
+                .map(|i| {
+                    let dir = dev.path().to_path_buf();
+                    scope.spawn(move || {
+                        let set = format!("t{i}=new{i}");
+                        stagecoach(
+                            &dir,
+                            &["promote", "--repo", "qa", "--file", "values.yaml", "--set", &set, "--attempts", "30"],
+                            &[("QA_TOKEN", CANARY)],
+                        )
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for run in &runs {
-        run.success();
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for run in &runs {
+            run.success();
+        }
+        assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "11", "{name}: 1 seed + 10 promotions");
+        let want: String = (0..10).map(|i| format!("t{i}: new{i} # slot {i}\n")).collect();
+        assert_eq!(show(&bare, "values.yaml"), want.trim_end(), "{name}");
+        let retried = runs.iter().filter(|r| r.stdout.contains("attempts")).count();
+        eprintln!("{name}: {retried} of 10 promotions were rejected at least once and retried");
     }
-    let bare = server.bare("qa");
-    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "11", "1 seed + 10 promotions");
-    let want: String = (0..10).map(|i| format!("t{i}: new{i} # slot {i}\n")).collect();
-    assert_eq!(show(&bare, "values.yaml"), want.trim_end());
-    let retried = runs.iter().filter(|r| r.stdout.contains("attempts")).count();
-    eprintln!("{retried} of 10 promotions were rejected at least once and retried");
 }
 
 #[test]
@@ -267,4 +276,44 @@ fn an_exact_commit_is_checked_out_also_shallow_and_also_where_the_server_refuses
         error.ends_with(&format!("commit {} is not there (or not reachable from a branch or tag)", "1".repeat(40))),
         "{error}"
     );
+}
+
+#[test]
+fn what_the_server_does_with_a_push_is_what_stagecoach_reports() {
+    let Some(server) = GitServer::start("ci", CANARY) else { return };
+    let work = tempfile::tempdir().unwrap();
+    // (hook, script, exit code, QA commits afterwards, what the output must say)
+    let lose_once = format!(
+        "#!/bin/sh\nwhile read old new ref; do\n  if [ ! -e {m} ]; then touch {m}; git update-ref \"$ref\" \"$old\"; fi\ndone\n",
+        m = work.path().join("lost-once").display()
+    );
+    let decline = "#!/bin/sh\necho 'policy: pushes to main need a review (see CONTRIBUTING)' >&2\nexit 1\n".to_string();
+    let cases = [
+        ("a push the server loses is pushed again", "post-receive", lose_once, 0, "2", "attempts"),
+        (
+            "a hook's refusal is shown",
+            "pre-receive",
+            decline,
+            1,
+            "1",
+            "pre-receive hook declined; the server said: policy: pushes to main need a review (see CONTRIBUTING)",
+        ),
+    ];
+    for (index, (name, hook, script, code, commits, want)) in cases.into_iter().enumerate() {
+        let url = server.create_repo(&format!("hooked{index}"), &[("values.yaml", VALUES)]);
+        let bare = server.bare(&format!("hooked{index}"));
+        std::fs::write(bare.join("hooks").join(hook), script).unwrap();
+        std::fs::set_permissions(bare.join("hooks").join(hook), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        pipeline(dev.path(), &url);
+        let run = stagecoach(
+            dev.path(),
+            &["promote", "--repo", "qa", "--file", "values.yaml", "--set", "image.tag=v2"],
+            &[("QA_TOKEN", CANARY)],
+        );
+        assert_eq!(run.code, code, "{name}: {}{}", run.stdout, run.stderr);
+        assert_eq!(git(&bare, &["rev-list", "--count", "main"]), commits, "{name}");
+        assert!(format!("{}{}", run.stdout, run.stderr).contains(want), "{name}: {}{}", run.stdout, run.stderr);
+    }
 }

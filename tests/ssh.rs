@@ -45,7 +45,7 @@ fn start(d: &Path) -> Option<Sshd> {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nStrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\n",
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nStrictModes no\nPermitRootLogin yes\nPidFile {d}/sshd.pid\nMaxStartups 50\n",
                 d = d.display()
             ),
         )
@@ -95,8 +95,12 @@ fn pipeline(dir: &Path, url: &str, key: &Path) {
 }
 
 fn promote(dir: &Path, home: &Path, agent: Option<&Path>, tag: &str) -> Run {
+    promote_set(dir, home, agent, &format!("image.tag={tag}"))
+}
+
+fn promote_set(dir: &Path, home: &Path, agent: Option<&Path>, set: &str) -> Run {
     let mut cmd = Command::new(crate::support::BIN);
-    cmd.args(["promote", "--repo", "qa", "--file", "values.yaml", "--set", &format!("image.tag={tag}")])
+    cmd.args(["promote", "--repo", "qa", "--file", "values.yaml", "--set", set, "--attempts", "30"])
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -167,4 +171,32 @@ fn promotion_over_ssh_with_a_key_file_and_with_an_agent() {
     assert_ne!(mismatch.code, 0, "a changed host key was accepted");
     assert!(mismatch.stderr.to_lowercase().contains("host"), "{}", mismatch.stderr);
     let _: PathBuf = home;
+}
+
+#[test]
+fn ten_concurrent_promotions_over_ssh_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(sshd) = start(d) else { return };
+    let bare = d.join("qa.git");
+    let values: String = (0..10).map(|i| format!("t{i}: old # slot {i}\n")).collect();
+    seed_bare_repo(&bare, &[("values.yaml", &values)]);
+    let url = format!("ssh://{}@127.0.0.1:{}{}", user(), sshd.port, bare.display());
+    let (home, dev) = (d.join("home"), d.join("dev"));
+    pipeline(&dev, &url, &d.join("client"));
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let (dev, home) = (&dev, &home);
+                scope.spawn(move || promote_set(dev, home, None, &format!("t{i}=new{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        run.success();
+    }
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), "11", "1 seed + 10 promotions");
+    let want: String = (0..10).map(|i| format!("t{i}: new{i} # slot {i}\n")).collect();
+    assert_eq!(git(&bare, &["show", "main:values.yaml"]), want.trim_end());
 }

@@ -249,21 +249,101 @@ impl Git2 {
         Ok(Some(id.to_string()))
     }
 
-    /// Pushes the current branch; a remote that moved meanwhile is [`GitError::Rejected`].
+    /// Pushes the current branch; a remote that moved meanwhile is [`GitError::Rejected`]. Only
+    /// once the remote branch is seen to contain the commit is the push done: a transport that
+    /// lost it (a concurrent push replaced it) is [`GitError::Rejected`] as well.
     pub fn push(&self, remote: &Remote, dir: &Path) -> Result<(), GitError> {
         let repo = Repository::open(dir).map_err(|e| GitError::Local {
             dir: dir.to_path_buf(),
             what: "opening the clone",
             message: e.message().to_string(),
         })?;
+        let local = |what| {
+            move |e: git2::Error| GitError::Local { dir: dir.to_path_buf(), what, message: e.message().to_string() }
+        };
+        let pushed = repo.head().and_then(|h| h.peel_to_commit()).map_err(local("reading HEAD"))?.id();
+        if is_local(&remote.url) {
+            self.push_local(&repo, remote, pushed)?;
+        } else {
+            self.push_remote(&repo, remote)?;
+        }
+        self.confirm(&repo, remote, pushed)
+    }
+
+    /// A push into a repository on this machine, as one compare-and-swap of the branch under its
+    /// lock: libgit2's local transport replaces the branch whatever it holds, so of two
+    /// concurrent pushes one was lost.
+    fn push_local(&self, repo: &Repository, remote: &Remote, pushed: git2::Oid) -> Result<(), GitError> {
+        let path = remote.url.strip_prefix("file://").unwrap_or(&remote.url);
+        let url = self.mask(&remote.url);
+        let failed = |what: &'static str| {
+            let url = url.clone();
+            move |e: git2::Error| GitError::Remote { what, url, message: e.message().to_string() }
+        };
+        let target = Repository::open(path).map_err(failed("open"))?;
+        // What this clone was made from: the push must find the branch still there.
+        let tracking = format!("refs/remotes/origin/{}", remote.branch);
+        let base = repo.refname_to_id(&tracking).map_err(failed("push to"))?;
+        let mut walk = repo.revwalk().map_err(failed("push to"))?;
+        walk.push(pushed).map_err(failed("push to"))?;
+        walk.hide(base).map_err(failed("push to"))?;
+        let mut pack = repo.packbuilder().map_err(failed("push to"))?;
+        pack.insert_walk(&mut walk).map_err(failed("push to"))?;
+        let odb = target.odb().map_err(failed("push to"))?;
+        let mut writer = odb.packwriter().map_err(failed("push to"))?;
+        let mut written = Ok(());
+        pack.foreach(|chunk| {
+            written = std::io::Write::write_all(&mut writer, chunk);
+            written.is_ok()
+        })
+        .map_err(failed("push to"))?;
+        written.map_err(|e| GitError::Remote { what: "push to", url: url.clone(), message: e.to_string() })?;
+        writer.commit().map_err(failed("push to"))?;
+        let branch = format!("refs/heads/{}", remote.branch);
+        match target.reference_matching(&branch, pushed, true, base, "stagecoach: push") {
+            Ok(_) => Ok(()),
+            // Another push moved the branch (or holds its lock) meanwhile.
+            Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Locked) => {
+                Err(GitError::Rejected { url, branch: remote.branch.clone() })
+            }
+            Err(e) => Err(failed("push to")(e)),
+        }
+    }
+
+    /// Whether the remote branch contains `pushed`, seen from the remote itself.
+    fn confirm(&self, repo: &Repository, remote: &Remote, pushed: git2::Oid) -> Result<(), GitError> {
+        let tracking = format!("refs/remotes/origin/{}", remote.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", remote.branch);
+        self.fetch(repo, remote, &[&refspec], None, "fetch")?;
+        let tip = repo.refname_to_id(&tracking).map_err(|e| GitError::Remote {
+            what: "fetch",
+            url: self.mask(&remote.url),
+            message: e.message().to_string(),
+        })?;
+        let contained = tip == pushed || repo.graph_descendant_of(tip, pushed).unwrap_or(false);
+        if contained {
+            return Ok(());
+        }
+        tracing::warn!(url = %self.mask(&remote.url), "the push was lost: the branch does not hold it");
+        Err(GitError::Rejected { url: self.mask(&remote.url), branch: remote.branch.clone() })
+    }
+
+    /// A push through libgit2's network transports (smart HTTP, SSH).
+    fn push_remote(&self, repo: &Repository, remote: &Remote) -> Result<(), GitError> {
         let tries = Cell::new(0);
         let refused: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        // What the server's hooks print ("remote: …"): the reason a policy refused the push.
+        let said = std::cell::RefCell::new(Vec::<u8>::new());
         let mut callbacks = callbacks(&remote.auth, &tries);
         callbacks.push_update_reference(|_, status| {
             if let Some(status) = status {
                 *refused.borrow_mut() = Some(status.to_string());
             }
             Ok(())
+        });
+        callbacks.sideband_progress(|bytes| {
+            said.borrow_mut().extend_from_slice(bytes);
+            true
         });
         let mut options = PushOptions::new();
         options.remote_callbacks(callbacks);
@@ -283,7 +363,13 @@ impl Git2 {
             // What servers answer when another push won the race for the ref.
             Some(status) if RACE_LOST.iter().any(|s| status.contains(s)) => Err(rejected()),
             Some(status) => {
-                Err(GitError::Remote { what: "push to", url: self.mask(&remote.url), message: self.mask(&status) })
+                let said = String::from_utf8_lossy(&said.into_inner()).into_owned();
+                let lines: Vec<&str> = said.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect();
+                let message = match lines.is_empty() {
+                    true => status,
+                    false => format!("{status}; the server said: {}", lines.join(" / ")),
+                };
+                Err(GitError::Remote { what: "push to", url: self.mask(&remote.url), message: self.mask(&message) })
             }
             None => Ok(()),
         }
