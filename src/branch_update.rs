@@ -59,6 +59,8 @@ pub enum UpdateError {
     Message(String),
     #[error("{}: {message}", .file.display())]
     Compute { file: PathBuf, message: String },
+    #[error(transparent)]
+    Escape(#[from] crate::files::Escape),
 }
 
 /// Assignments worked out from a file's current bytes (the next dev version depends on the
@@ -198,7 +200,8 @@ pub fn update_with(
 pub fn apply_edits(workdir: &Path, edits: &[Edit]) -> Result<Change, UpdateError> {
     let mut change = Change::default();
     for edit in edits {
-        let path = workdir.join(&edit.file);
+        // Checked on every attempt: each is a fresh checkout of what the remote holds now.
+        let path = crate::files::inside(workdir, &edit.file)?;
         let io = |source| UpdateError::Io { file: edit.file.clone(), source };
         let before = match std::fs::read(&path) {
             Ok(bytes) => bytes,

@@ -754,7 +754,17 @@ impl Checker<'_> {
         });
         Chart {
             base_url,
-            path: self.opt_text(&raw.path, "chart.path").unwrap_or(".".into()).into(),
+            path: match &raw.path {
+                // Inside the QA repository: stagecoach writes there.
+                Some(path) => self
+                    .checked(path, "chart.path", |p| {
+                        crate::files::relative_path(Path::new(p)).map_err(|e| {
+                            e.to_string().split_once(": ").map_or(e.to_string(), |(_, why)| why.to_string())
+                        })
+                    })
+                    .into(),
+                None => ".".into(),
+            },
             name,
             image_repository_key,
             image_tag_key,

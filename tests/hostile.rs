@@ -38,3 +38,75 @@ fn commands_see_only_the_credential_variables_they_list() {
         plan.stdout
     );
 }
+
+/// A QA repository on this machine whose content tries to lead edits out of it.
+fn hostile_qa(outside: &std::path::Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("chart")).unwrap();
+    std::fs::write(work.join("chart/values.yaml"), "image:\n  tag: latest\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.yaml"), work.join("values.yaml")).unwrap();
+    std::os::unix::fs::symlink(outside, work.join("elsewhere")).unwrap();
+    crate::support::git(&work, &["init", "-q", "-b", "main"]);
+    crate::support::git(&work, &["add", "."]);
+    crate::support::git(&work, &["commit", "-q", "-m", "hostile"]);
+    let bare = dir.path().join("qa.git");
+    crate::support::git(&work, &["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
+    (dir, bare)
+}
+
+#[test]
+fn every_write_stays_inside_its_checkout_also_in_a_dry_run() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.yaml");
+    std::fs::write(&secret, "image:\n  tag: untouched\n").unwrap();
+    let (_qa, bare) = hostile_qa(outside.path());
+    let repo = Repo::new(
+        &VALID_PIPELINE
+            .replace("https://git.example/qa.git", bare.to_str().unwrap())
+            .replace("    credentials: git\n  release", "  release"),
+    );
+    let cases = [
+        ("an absolute path", "/etc/hostname", "--file /etc/hostname: an absolute path"),
+        ("`..`", "../x.yaml", "--file ../x.yaml: `..` leads out of the repository"),
+        ("a link to a file outside", "values.yaml", "values.yaml: a symbolic link to"),
+        ("a link to a directory outside", "elsewhere/secret.yaml", "elsewhere/secret.yaml: a symbolic link to"),
+    ];
+    for dry_run in [false, true] {
+        for (name, file, want) in cases {
+            let mut args = vec!["promote", "--repo", "qa", "--file", file, "--set", "image.tag=pwned"];
+            if dry_run {
+                args.insert(0, "--dry-run");
+            }
+            let run = stagecoach(repo.path(), &args, &[]);
+            assert_eq!(run.code, 2, "{name} (dry run {dry_run}): {}", run.stderr);
+            assert!(run.stderr.contains(want), "{name} (dry run {dry_run}): {}", run.stderr);
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "image:\n  tag: untouched\n", "{name}");
+        }
+    }
+    assert_eq!(crate::support::git(&bare, &["rev-list", "--count", "main"]), "1", "something was pushed");
+    // The same file inside the repository is fine.
+    let run = stagecoach(
+        repo.path(),
+        &["promote", "--repo", "qa", "--file", "chart/values.yaml", "--set", "image.tag=v2"],
+        &[],
+    );
+    run.success();
+
+    let outside_chart =
+        VALID_PIPELINE.replace("  name: bitcoin-operator\n", "  name: bitcoin-operator\n  path: ../charts\n");
+    let run = stagecoach(Repo::new(&outside_chart).path(), &["plan"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("chart.path: `..` leads out of the repository"), "{}", run.stderr);
+}
+
+#[test]
+fn chart_set_on_a_link_edits_the_file_it_points_to_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("values.yaml"), "image:\n  tag: latest # CI\n").unwrap();
+    std::os::unix::fs::symlink("values.yaml", d.join("current.yaml")).unwrap();
+    stagecoach(d, &["chart", "set", "current.yaml", "image.tag=v2"], &[]).success();
+    assert!(std::fs::symlink_metadata(d.join("current.yaml")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(d.join("values.yaml")).unwrap(), "image:\n  tag: v2 # CI\n");
+}

@@ -12,7 +12,8 @@ const LAYERS: &[&[&str]] = &[
     &["ci", "credentials", "branch_update"],
     &["tools"],
     &["chart", "process", "runner"],
-    &["config", "secrets", "version", "files", "record", "build_context"],
+    &["config", "secrets", "version", "record", "build_context"],
+    &["files"],
 ];
 
 fn layer(module: &str) -> usize {

@@ -14,6 +14,8 @@ pub fn run(
     outside: &Outside<'_>,
     stdout: &mut dyn std::io::Write,
 ) -> Result<(), AppError> {
+    // Before anything is cloned: the file is named relative to the repository's root.
+    crate::files::relative_path(&request.file).map_err(|e| AppError::Usage(format!("--file {e}")))?;
     let named = ["dev", "qa", "release"].contains(&request.repo.as_str());
     let config = load_config(global, outside, named || request.credentials.is_some())?;
     let configured = config.as_ref().and_then(|c| {
@@ -71,8 +73,16 @@ pub fn run(
         .tempdir()
         .map_err(|source| AppError::Io { what: "creating a work directory".into(), source })?;
     let git = Git2::new(secrets.clone());
-    let promotion = branch_update::update(&git, &remote, &edits, &options, workdir.path())
-        .map_err(|e| AppError::Failed(secrets.mask(&e.to_string()).into_owned()))?;
+    let promotion = branch_update::update(&git, &remote, &edits, &options, workdir.path()).map_err(|e| {
+        let message = secrets.mask(&e.to_string()).into_owned();
+        match e {
+            // The repository's content would lead the edit out of it.
+            branch_update::UpdateError::Escape(_) => {
+                AppError::Usage(format!("{url}: {message}", url = secrets.mask(&url)))
+            }
+            _ => AppError::Failed(message),
+        }
+    })?;
 
     let shown_url = secrets.mask(&url).into_owned();
     let summary = match &promotion.outcome {

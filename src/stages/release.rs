@@ -51,7 +51,7 @@ fn publish_into(
     base_url: Option<&str>,
     now: &str,
 ) -> Result<Change, UpdateError> {
-    let index_path = dir.join("index.yaml");
+    let index_path = crate::files::inside(dir, Path::new("index.yaml"))?;
     let io = |file: &str| {
         let file = PathBuf::from(file);
         move |source| UpdateError::Io { file, source }
@@ -71,7 +71,7 @@ fn publish_into(
     if outcome == index::Merged::AlreadyPublished {
         return Ok(Change::default());
     }
-    let tgz = dir.join(&package.file_name);
+    let tgz = crate::files::inside(dir, Path::new(&package.file_name))?;
     if std::fs::read(&tgz).is_ok_and(|bytes| bytes != package.bytes) {
         return Err(UpdateError::Compute {
             file: package.file_name.clone().into(),
