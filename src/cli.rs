@@ -57,6 +57,9 @@ struct GlobalArgs {
     /// Write the JSON run record (stages, outcomes, durations, what was built) to this path
     #[arg(long, global = true, value_name = "PATH")]
     report: Option<PathBuf>,
+    /// How long a network operation (git, the registry, the served index) may go without progress [default: the pipeline file's network.timeout, else 60s]
+    #[arg(long, global = true, value_name = "DURATION")]
+    network_timeout: Option<String>,
     /// Write the run as a JUnit XML report (a test case per stage) to this path, for CI test views
     #[arg(long, global = true, value_name = "PATH")]
     junit: Option<PathBuf>,
@@ -270,6 +273,7 @@ impl Cli {
             quiet: g.quiet,
             report: g.report,
             junit: g.junit,
+            network_timeout: g.network_timeout,
             no_progress: g.no_progress,
         };
         let action = match self.command {

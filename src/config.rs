@@ -19,6 +19,8 @@ pub const DEFAULT_FILE: &str = "pipelines/stagecoach.yaml";
 pub const FORMAT_VERSION: u32 = 1;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a network operation (git, the registry, the served index) may go without progress.
+pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Files dropped from a chart when it is packaged for release unless the file says otherwise.
 pub const DEFAULT_DROP: [&str; 5] = [".travis.yml", ".github", ".gitlab-ci.yml", "ci", "pipelines"];
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub pulled_images: Vec<String>,
     pub commands: Commands,
     pub tools: Tools,
+    /// `network.timeout`: how long a network operation may go without progress.
+    pub network_timeout: Option<Duration>,
     pub credentials: BTreeMap<String, Credential>,
     /// Credentials used only when their variables are set (local runs without secrets).
     pub optional_credentials: std::collections::BTreeSet<String>,
@@ -450,8 +454,15 @@ struct RawFile {
     cluster: Spanned<RawCluster>,
     commands: RawCommands,
     tools: Option<RawTools>,
+    network: Option<RawNetwork>,
     #[serde(default)]
     credentials: BTreeMap<String, Spanned<RawCredential>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -657,6 +668,20 @@ impl Checker<'_> {
             },
             None => Tools::default(),
         };
+        let network_timeout = raw.network.as_ref().and_then(|n| n.timeout.as_ref()).map(|value| {
+            let text = self.text(value, "network.timeout");
+            match parse_duration(&text) {
+                Ok(d) if !d.is_zero() && d <= MAX_TIMEOUT => d,
+                Ok(_) => {
+                    self.error(value, "network.timeout", "must be longer than 0s and at most 24h");
+                    DEFAULT_NETWORK_TIMEOUT
+                }
+                Err(message) => {
+                    self.error(value, "network.timeout", message);
+                    DEFAULT_NETWORK_TIMEOUT
+                }
+            }
+        });
         if !self.diagnostics.is_empty() {
             self.diagnostics.sort_by_key(|d| (d.line, d.column));
             return Err(self.diagnostics);
@@ -690,6 +715,7 @@ impl Checker<'_> {
             pulled_images,
             commands,
             tools,
+            network_timeout,
             credentials,
             optional_credentials,
         })

@@ -78,6 +78,8 @@ pub struct RunSettings<'a> {
     pub no_push: bool,
     /// build-and-deploy --promote: push and promote whatever is being built.
     pub promote: bool,
+    /// How long a network operation may go without progress.
+    pub network_timeout: std::time::Duration,
     /// Build the plan only to print it: nothing is connected to, resolved or created, and what
     /// is not at hand (a tool, the QA chart) is named instead.
     pub describe_only: bool,
@@ -111,7 +113,7 @@ impl RunSettings<'_> {
         Ok(Arc::new(if self.describe_only {
             DockerEngine::unconnected(secrets.clone())?
         } else {
-            DockerEngine::connect(secrets.clone()).await?
+            DockerEngine::connect(secrets.clone()).await?.with_stall_timeout(self.network_timeout)
         }))
     }
 
@@ -537,6 +539,7 @@ fn release_stage(
         spawner: Spawner::new(secrets.clone(), settings.verbose),
         expect,
         serve_timeout: serve_timeout(settings.env),
+        network_timeout: settings.network_timeout,
     }
 }
 

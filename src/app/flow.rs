@@ -20,6 +20,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
 fn settings<'a>(
     global: &Global,
     outside: &Outside<'a>,
+    config: &Config,
     flags: &RunFlags,
     run_id: String,
     describe_only: bool,
@@ -31,6 +32,7 @@ fn settings<'a>(
         env: outside.env,
         no_push: flags.no_push,
         promote: flags.promote,
+        network_timeout: config.network_timeout.unwrap_or(crate::config::DEFAULT_NETWORK_TIMEOUT),
         describe_only,
     }
 }
@@ -48,7 +50,7 @@ pub(super) struct FlowCommand<'a> {
 /// The stages a flow would run, as they describe themselves; nothing is connected or written.
 pub(super) fn describe(command: FlowCommand<'_>) -> Result<String, AppError> {
     let FlowCommand { flow, global, outside, config, build, flags } = command;
-    let settings = settings(global, outside, flags, "<run id>".into(), true);
+    let settings = settings(global, outside, config, flags, "<run id>".into(), true);
     let mut secrets = crate::credentials::known_secrets(config, outside.env);
     let plan = runtime()?.block_on(plan_of(flow, config, build, &settings, flags, &mut secrets))?;
     Ok(crate::report::plan_text(flow.command(), &plan, build))
@@ -110,7 +112,7 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
         let started_unix_ms = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let run_id = format!("{started_unix_ms:x}-{:x}", std::process::id());
         let mut secrets = crate::credentials::known_secrets(config, outside.env);
-        let settings = settings(global, outside, flags, run_id.clone(), false);
+        let settings = settings(global, outside, config, flags, run_id.clone(), false);
         let plan = plan_of(flow, config, build, &settings, flags, &mut secrets).await?;
 
         let display = crate::report::Display::choose(

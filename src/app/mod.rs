@@ -33,6 +33,8 @@ pub struct Global {
     pub report: Option<PathBuf>,
     /// Where the JUnit XML report of a flow goes.
     pub junit: Option<PathBuf>,
+    /// `--network-timeout`, as given.
+    pub network_timeout: Option<String>,
     pub no_progress: bool,
 }
 
@@ -174,7 +176,8 @@ fn write(out: &mut dyn std::io::Write, text: &str) -> Result<(), AppError> {
 fn load(global: &Global, outside: &Outside<'_>) -> Result<(Config, BuildInfo), AppError> {
     let path = config::discover(global.config.as_deref(), outside.env, &outside.cwd)?;
     tracing::debug!(path = %path.display(), "pipeline file");
-    let config = config::load(&path, outside.env)?;
+    let mut config = config::load(&path, outside.env)?;
+    config.network_timeout = Some(network_timeout(global, outside, Some(&config))?);
     let build = ci::detect(outside.env, source_dir(&config, &outside.cwd))?;
     tracing::debug!(?build, "what is being built");
     Ok((config, build))
@@ -183,4 +186,31 @@ fn load(global: &Global, outside: &Outside<'_>) -> Result<(Config, BuildInfo), A
 /// The checkout whose HEAD is being built: the repository the pipeline file lives in.
 fn source_dir<'a>(config: &'a Config, cwd: &'a Path) -> &'a Path {
     if config.root.is_dir() { &config.root } else { cwd }
+}
+
+/// How long a network operation may go without progress: `--network-timeout`, else
+/// `STAGECOACH_NETWORK_TIMEOUT`, else the pipeline file's `network.timeout`, else 60s. Applied to
+/// libgit2 here, before any thread starts.
+pub(super) fn network_timeout(
+    global: &Global,
+    outside: &Outside<'_>,
+    config: Option<&Config>,
+) -> Result<std::time::Duration, AppError> {
+    let given = match (&global.network_timeout, (outside.env)("STAGECOACH_NETWORK_TIMEOUT")) {
+        (Some(flag), _) => Some(("--network-timeout", flag.clone())),
+        (None, Some(env)) => Some(("STAGECOACH_NETWORK_TIMEOUT", env)),
+        (None, None) => None,
+    };
+    let timeout = match given {
+        Some((source, text)) => match config::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => return Err(AppError::Usage(format!("{source} {text}: must be longer than 0s"))),
+            Err(message) => return Err(AppError::Usage(format!("{source} {text}: {message}"))),
+        },
+        None => config.and_then(|c| c.network_timeout).unwrap_or(config::DEFAULT_NETWORK_TIMEOUT),
+    };
+    if !crate::tools::git::set_network_timeout(timeout) {
+        tracing::debug!("libgit2's network timeout was not set: other threads run already");
+    }
+    Ok(timeout)
 }

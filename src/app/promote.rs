@@ -18,6 +18,7 @@ pub fn run(
     crate::files::relative_path(&request.file).map_err(|e| AppError::Usage(format!("--file {e}")))?;
     let named = ["dev", "qa", "release"].contains(&request.repo.as_str());
     let config = load_config(global, outside, named || request.credentials.is_some())?;
+    super::network_timeout(global, outside, config.as_ref())?;
     let configured = config.as_ref().and_then(|c| {
         let repos = &c.repositories;
         [("dev", &repos.dev), ("qa", &repos.qa), ("release", &repos.release)]

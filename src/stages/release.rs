@@ -28,6 +28,8 @@ pub struct Release {
     pub expect: super::Expectation,
     /// How long the published index may take to show at `base_url`.
     pub serve_timeout: std::time::Duration,
+    /// How long one request for the served index may go without progress.
+    pub network_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,8 +235,10 @@ impl Release {
         ctx: &StageContext,
     ) -> Result<(), crate::runner::StageError> {
         let url = format!("{}/index.yaml", base.trim_end_matches('/'));
+        let secs = self.network_timeout.as_secs().max(1).to_string();
         let cmd = crate::process::Cmd::new("curl")
-            .args(["-fsSL", "--max-time", "30", &url])
+            .args(["-fsSL", "--connect-timeout", &secs, "--speed-limit", "1", "--speed-time", &secs, &url])
+            .timeout(self.network_timeout * 2)
             .install_hint("install curl, or leave chart.base_url out to skip the check");
         let digest = package.digest.as_str();
         let deadline = std::time::Instant::now() + self.serve_timeout;

@@ -28,7 +28,16 @@ pub enum DockerError {
     Image { what: &'static str, reference: String, message: String },
     #[error("{}: {source}", .path.display())]
     Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "registry {registry} did not answer for {} while {what} {reference}; is it up? \
+         (network.timeout or --network-timeout sets how long to wait)",
+        crate::config::format_duration(*.after)
+    )]
+    Stalled { registry: String, what: &'static str, reference: String, after: std::time::Duration },
 }
+
+/// How long an engine stream (a push, a pull) may go without a message before it is given up.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
 
 fn tail(lines: &[String]) -> String {
     if lines.is_empty() { String::new() } else { format!("; last lines of the build:\n  {}", lines.join("\n  ")) }
@@ -112,6 +121,14 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 pub struct DockerEngine {
     docker: Docker,
     secrets: Secrets,
+    stall: Duration,
+}
+
+/// Why one push attempt failed.
+enum PushFailure {
+    Message(String),
+    /// No message for the whole stall timeout: not retried, the registry does not answer.
+    Stalled,
 }
 
 impl DockerEngine {
@@ -121,14 +138,20 @@ impl DockerEngine {
         let docker =
             Docker::connect_with_local_defaults().map_err(engine)?.negotiate_version().await.map_err(engine)?;
         docker.ping().await.map_err(engine)?;
-        Ok(Self { docker, secrets })
+        Ok(Self { docker, secrets, stall: DEFAULT_STALL })
+    }
+
+    /// How long a push or pull may go without progress.
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     /// A handle that has not talked to the engine: for plans, which run nothing.
     pub fn unconnected(secrets: Secrets) -> Result<Self, DockerError> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| DockerError::Engine { message: e.to_string() })?;
-        Ok(Self { docker, secrets })
+        Ok(Self { docker, secrets, stall: DEFAULT_STALL })
     }
 
     fn mask(&self, text: &str) -> String {
@@ -211,7 +234,10 @@ impl DockerEngine {
             attempt += 1;
             match self.push_once(repository, tag, credentials.clone(), on_line).await {
                 Ok(digest) => return Ok(digest),
-                Err(message) => {
+                Err(PushFailure::Stalled) => {
+                    return Err(DockerError::Stalled { registry, what: "pushing", reference, after: self.stall });
+                }
+                Err(PushFailure::Message(message)) => {
                     let lower = message.to_lowercase();
                     let auth_failed = [
                         "unauthorized",
@@ -249,14 +275,19 @@ impl DockerEngine {
         tag: &str,
         credentials: Option<DockerCredentials>,
         on_line: &(dyn Fn(&str) + Sync),
-    ) -> Result<String, String> {
+    ) -> Result<String, PushFailure> {
         let options = PushImageOptionsBuilder::default().tag(tag).build();
         let mut stream = self.docker.push_image(repository, Some(options), credentials);
         let mut digest = None;
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| self.mask(&e.to_string()))?;
+        loop {
+            let item = match tokio::time::timeout(self.stall, stream.next()).await {
+                Err(_) => return Err(PushFailure::Stalled),
+                Ok(None) => break,
+                Ok(Some(item)) => item,
+            };
+            let info = item.map_err(|e| PushFailure::Message(self.mask(&e.to_string())))?;
             if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(self.mask(&error));
+                return Err(PushFailure::Message(self.mask(&error)));
             }
             if let Some(status) = info.status {
                 // "<tag>: digest: sha256:… size: 528"
@@ -268,7 +299,7 @@ impl DockerEngine {
                 }
             }
         }
-        digest.ok_or_else(|| "the registry reported no digest".to_string())
+        digest.ok_or_else(|| PushFailure::Message("the registry reported no digest".to_string()))
     }
 
     /// Pulls `reference` (`repo:tag` or `repo@sha256:…`).
@@ -280,7 +311,19 @@ impl DockerEngine {
         });
         let options = CreateImageOptionsBuilder::default().from_image(reference).build();
         let mut stream = self.docker.create_image(Some(options), None, credentials);
-        while let Some(item) = stream.next().await {
+        loop {
+            let item = match tokio::time::timeout(self.stall, stream.next()).await {
+                Err(_) => {
+                    return Err(DockerError::Stalled {
+                        registry: registry_of(reference).to_string(),
+                        what: "pulling",
+                        reference: reference.to_string(),
+                        after: self.stall,
+                    });
+                }
+                Ok(None) => break,
+                Ok(Some(item)) => item,
+            };
             let info = item.map_err(|e| self.image_error("pulling", reference, e))?;
             if let Some(message) = info.error_detail.and_then(|d| d.message) {
                 return Err(self.image_error("pulling", reference, message));
