@@ -260,7 +260,8 @@ impl Config {
 /// `start` or a parent, stopping at the first directory that holds `.git`.
 pub fn discover(explicit: Option<&Path>, env: Env<'_>, start: &Path) -> Result<PathBuf, ConfigError> {
     if let Some(path) = explicit.map(Path::to_path_buf).or_else(|| env("STAGECOACH_CONFIG").map(PathBuf::from)) {
-        return Ok(path);
+        // Relative to where stagecoach was started, whatever directory a stage later works in.
+        return Ok(start.join(path));
     }
     for dir in start.ancestors() {
         let candidate = dir.join(DEFAULT_FILE);

@@ -182,3 +182,29 @@ fn a_registry_that_does_not_answer_is_given_up_within_the_network_timeout() {
     assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
     assert_eq!(crate::image::qa_commits(&dev), "1", "QA was changed");
 }
+
+#[test]
+fn a_relative_config_works_for_every_stage() {
+    if !docker_available() {
+        return;
+    }
+    let dev = crate::image::dev_repo("stagecoach-test/relative-config", false);
+    let d = dev.dir.path();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    let cases: [(&str, &std::path::Path, &[&str], &[(&str, &str)]); 2] = [
+        ("--config from the root", d, &["--config", "pipelines/stagecoach.yaml"], &[]),
+        (
+            "STAGECOACH_CONFIG from a subdirectory",
+            &d.join("sub"),
+            &[],
+            &[("STAGECOACH_CONFIG", "../pipelines/stagecoach.yaml")],
+        ),
+    ];
+    for (name, cwd, flags, env) in cases {
+        let mut args = flags.to_vec();
+        args.extend(["--no-progress", "build-and-deploy", "--no-push"]);
+        let run = stagecoach(cwd, &args, env);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert_eq!(crate::image::qa_commits(&dev), "2", "{name}: QA holds the build");
+    }
+}
