@@ -996,6 +996,9 @@ fn validate_git_url(url: &str) -> Result<(), String> {
 
 /// A Helm chart name, as Helm itself accepts them.
 fn validate_chart_name(name: &str) -> Result<(), String> {
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} names a directory, not a chart; Helm refuses it too"));
+    }
     if name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         Ok(())
     } else {

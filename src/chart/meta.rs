@@ -104,6 +104,13 @@ impl Metadata {
         if self.name.is_empty() {
             return Err(MetaError::Invalid { field: "name", message: "missing; every chart needs a name".into() });
         }
+        // `.` and `..` would name the directory itself, or its parent, inside the package.
+        if self.name == "." || self.name == ".." {
+            return Err(MetaError::Invalid {
+                field: "name",
+                message: format!("{:?} names a directory, not a chart; Helm refuses it too", self.name),
+            });
+        }
         if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(MetaError::Invalid {
                 field: "name",
@@ -142,6 +149,9 @@ mod tests {
             ("apiVersion: v2\nversion: 1.0.0\n", "Chart.yaml: name: missing"),
             ("apiVersion: v2\nname: my chart\nversion: 1.0.0\n", "Chart.yaml: name: \"my chart\" may only hold"),
             ("apiVersion: v2\nname: op\nversion: 1.0\n", "Chart.yaml: version: \"1.0\" is not a SemVer version"),
+            ("apiVersion: v2\nname: .\nversion: 1.0.0\n", "Chart.yaml: name: \".\" names a directory"),
+            ("apiVersion: v2\nname: ..\nversion: 1.0.0\n", "Chart.yaml: name: \"..\" names a directory"),
+            ("apiVersion: v2\nname: a/b\nversion: 1.0.0\n", "Chart.yaml: name: \"a/b\" may only hold"),
             ("apiVersion: v2\nname: op\nversion: 1.0.0\nkeywords: x: y\n", "Chart.yaml:4:"),
         ];
         for (text, want) in cases {

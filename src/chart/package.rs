@@ -158,6 +158,11 @@ fn collect(
         if drop.iter().any(|d| d.trim_end_matches('/') == relative) || rules.ignores(&relative, meta.is_dir()) {
             continue;
         }
+        // Earlier packages written into the chart directory (`--out .`) are not part of it;
+        // packaged dependencies live in charts/ and stay.
+        if prefix.is_empty() && meta.is_file() && relative.ends_with(".tgz") {
+            continue;
+        }
         if meta.is_dir() {
             if link {
                 return Err(PackageError::LinkedDirectory(path));
@@ -301,7 +306,12 @@ mod tests {
     #[test]
     fn refusals() {
         type Setup = fn(&Path);
-        let cases: [(&str, Setup, &str); 6] = [
+        let cases: [(&str, Setup, &str); 7] = [
+            (
+                "a name Helm refuses",
+                |d| std::fs::write(d.join("Chart.yaml"), "apiVersion: v2\nname: ..\nversion: 1.0.0\n").unwrap(),
+                "Chart.yaml: name: \"..\" names a directory",
+            ),
             (
                 "link outside the chart",
                 |d| std::os::unix::fs::symlink("/etc/hostname", d.join("host")).unwrap(),
@@ -358,4 +368,17 @@ mod tests {
     }
 
     use std::time::SystemTime;
+
+    #[test]
+    fn earlier_packages_in_the_chart_directory_are_left_out_and_dependencies_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        chart(dir.path());
+        let first = package(dir.path(), &options()).unwrap();
+        std::fs::write(dir.path().join(&first.file_name), &first.bytes).unwrap();
+        std::fs::create_dir_all(dir.path().join("charts")).unwrap();
+        std::fs::write(dir.path().join("charts/dep-0.1.0.tgz"), b"a dependency").unwrap();
+        let second = package(dir.path(), &options()).unwrap();
+        assert!(!second.files.iter().any(|f| f == &first.file_name), "{:?}", second.files);
+        assert!(second.files.iter().any(|f| f == "charts/dep-0.1.0.tgz"), "{:?}", second.files);
+    }
 }
