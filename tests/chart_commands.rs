@@ -28,7 +28,19 @@ fn chart_commands_refuse_bad_input_naming_the_file() {
     std::fs::write(dir.path().join("values.yaml"), "image:\n  tag: x\n").unwrap();
     std::fs::create_dir(dir.path().join("chart")).unwrap();
     std::fs::write(dir.path().join("chart/Chart.yaml"), "apiVersion: v2\nname: op\nversion: latest\n").unwrap();
-    let cases: [(&[&str], i32, &str); 6] = [
+    // A chart repository whose index.yaml is JSON, and a chart named `..`.
+    let json = dir.path().join("json-repo");
+    std::fs::create_dir_all(json.join("good")).unwrap();
+    std::fs::write(json.join("good/Chart.yaml"), "apiVersion: v2\nname: good\nversion: 1.0.0\n").unwrap();
+    stagecoach(&json, &["chart", "package", "good"], &[]).success();
+    let index = "{\"apiVersion\":\"v1\",\"entries\":{},\"generated\":\"2026-01-01T00:00:00Z\"}\n";
+    std::fs::write(json.join("index.yaml"), index).unwrap();
+    std::fs::create_dir(dir.path().join("dots")).unwrap();
+    std::fs::write(dir.path().join("dots/Chart.yaml"), "apiVersion: v2\nname: ..\nversion: 1.0.0\n").unwrap();
+    let cases: [(&[&str], i32, &str); 9] = [
+        (&["chart", "index", "--repo", "json-repo"], 1, "index.yaml is JSON, which Helm reads too"),
+        (&["chart", "package", "dots"], 1, "dots/Chart.yaml: name: \"..\" names a directory"),
+        (&["chart", "package", "chart", "--rename", "."], 1, "name: \".\" names a directory"),
         (
             &["chart", "set", "values.yaml", "image.tg=1"],
             1,
@@ -46,6 +58,7 @@ fn chart_commands_refuse_bad_input_naming_the_file() {
         assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("values.yaml")).unwrap(), "image:\n  tag: x\n");
+    assert_eq!(std::fs::read_to_string(json.join("index.yaml")).unwrap(), index, "the JSON index was changed");
 }
 
 #[test]

@@ -26,6 +26,12 @@ pub enum IndexError {
     )]
     FlowStyle(String),
     #[error(
+        "index.yaml is JSON, which Helm reads too; stagecoach adds entries to the block-style YAML that \
+         `helm repo index` writes and does not rewrite a whole index: convert it to YAML once \
+         (`helm repo index DIR` writes it anew), then run again; nothing was changed"
+    )]
+    Json,
+    #[error(
         "{name} {version} is already published with digest {published}, and this package's digest is {new}; \
          a published chart is never replaced: bump the version"
     )]
@@ -68,6 +74,9 @@ pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<
         out.push_str(&format!("generated: {}\n", yaml::double_quoted(now)));
         return Ok((out, Merged::Added));
     };
+    if text.trim_start_matches('\u{feff}').trim_start().starts_with(['{', '[']) {
+        return Err(IndexError::Json);
+    }
     let scan = Scan::run(text, name)?;
     if scan.api_version.as_deref() != Some("v1") {
         return Err(IndexError::ApiVersion(scan.api_version.unwrap_or_default()));
@@ -579,6 +588,8 @@ generated: \"2025-01-02T03:04:05Z\"
         let errors = [
             ("apiVersion: v2\nentries: {}\n", IndexError::ApiVersion("v2".into())),
             ("apiVersion: v1\n", IndexError::NoEntries),
+            ("{\"apiVersion\":\"v1\",\"entries\":{}}", IndexError::Json),
+            ("\n  {\"apiVersion\": \"v1\", \"entries\": {\"op\": []}}\n", IndexError::Json),
             ("apiVersion: v1\nentries: {op: [{version: 0.1.0}]}\n", IndexError::FlowStyle("entries".into())),
             (
                 "apiVersion: v1\nentries:\n  bitcoin-operator: []\n",
