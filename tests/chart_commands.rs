@@ -82,3 +82,99 @@ fn a_published_version_with_other_bytes_is_refused() {
     assert!(run.stderr.contains("op 1.0.0 is already published with digest"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(repo.join("index.yaml")).unwrap(), published);
 }
+
+/// What Helm's own YAML parser (the real engine, PyPI helm-python-sdk) reads from the chart's
+/// values.yaml, as JSON.
+fn helm_reads_values(python: &std::path::Path, chart: &std::path::Path, written: &str) -> serde_json::Value {
+    let script = "import helm_python, sys\n\
+        out = helm_python.Chart.load(sys.argv[1]).render({}, name='t', namespace='default', is_install=True)\n\
+        print(next(v for k, v in out.items() if k.endswith('values.txt')))";
+    let out = std::process::Command::new(python).args(["-c", script]).arg(chart).output().unwrap();
+    assert!(out.status.success(), "Helm cannot read:\n{written}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn chart_set_writes_values_helm_reads_back_as_the_same_string_in_every_context() {
+    let Some(python) = crate::support::helm_engine() else { return };
+    let values = [
+        "a: b",
+        "x:y",
+        ":x",
+        "?x",
+        "? x",
+        "x?y",
+        "a #b",
+        "a#b",
+        "#hash",
+        "=",
+        "<<",
+        "<<x",
+        "a,b",
+        "[x]",
+        "{x}",
+        "line\u{2028}sep",
+        "para\u{2029}sep",
+        "next\u{85}line",
+        "bom\u{feff}",
+        "'single'",
+        "\"double\"",
+        "tab\there",
+        " lead",
+        "trail ",
+        "-",
+        "- x",
+        "-x",
+        "~",
+        "null",
+        "Null",
+        "true",
+        "yes",
+        "off",
+        "1.0",
+        "0x10",
+        "1e3",
+        "0o7",
+        "2026-01-01",
+        "12:30",
+        "*star",
+        "&anchor",
+        "!tag",
+        "%pct",
+        "@at",
+        "`tick",
+        "|pipe",
+        ">gt",
+        "",
+        "ünïcode",
+        "emoji 🚀",
+        "back\\slash",
+        "a: b # c",
+        "x, y: z",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path();
+    std::fs::create_dir(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: quoting\nversion: 0.1.0\n").unwrap();
+    std::fs::write(chart.join("templates/values.txt"), "{{ .Values | toJson }}").unwrap();
+    let original = "block: old # a comment\nflow_map: {key: old, other: kept}\nflow_seq: [old, kept]\n";
+    for value in values {
+        std::fs::write(chart.join("values.yaml"), original).unwrap();
+        let sets = [format!("block={value}"), format!("flow_map.key={value}"), format!("flow_seq[0]={value}")];
+        let mut args = vec!["chart", "set", "values.yaml"];
+        args.extend(sets.iter().map(String::as_str));
+        stagecoach(chart, &args, &[]).success();
+        let written = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+        let read = helm_reads_values(&python, chart, &written);
+        for (context, got) in [
+            ("block", &read["block"]),
+            ("flow mapping", &read["flow_map"]["key"]),
+            ("flow sequence", &read["flow_seq"][0]),
+        ] {
+            assert_eq!(got, &serde_json::json!(value), "{value:?} in a {context}:\n{written}");
+        }
+        assert_eq!(read["flow_map"]["other"], "kept", "{value:?}:\n{written}");
+        assert_eq!(read["flow_seq"][1], "kept", "{value:?}:\n{written}");
+        assert!(written.contains(" # a comment\n"), "{value:?}:\n{written}");
+    }
+}

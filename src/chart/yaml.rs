@@ -315,16 +315,25 @@ pub fn plain_safe(text: &str, in_flow: bool) -> bool {
     if text.contains(": ") || text.contains(" #") || text.ends_with(':') || text.contains(['\n', '\r', '\t']) {
         return false;
     }
-    if in_flow && text.contains([',', '[', ']', '{', '}']) {
+    // YAML 1.1, which Helm's parser follows: `<<` is a merge key, `=` a value key, and NEL, LS,
+    // PS (and a BOM) break lines.
+    if text == "=" || text.starts_with("<<") || text.contains(LINE_BREAKS_1_1) {
+        return false;
+    }
+    if in_flow && text.contains([',', '[', ']', '{', '}', ':', '#', '?']) {
         return false;
     }
     text.chars().all(|c| !c.is_control())
 }
 
-/// `-`, `?` and `:` may start a plain scalar when a non-space follows (`-1`, `-dev`).
+/// What YAML 1.1 reads as a line break (or strips) besides `\n` and `\r`.
+const LINE_BREAKS_1_1: [char; 4] = ['\u{85}', '\u{2028}', '\u{2029}', '\u{feff}'];
+
+/// Only `-` may start a plain scalar, when a non-space follows (`-1`, `-dev`): YAML 1.2 allows
+/// `?x` and `:x` too, but Helm's parser does not read them.
 fn safe_indicator_start(text: &str) -> bool {
     let mut chars = text.chars();
-    matches!(chars.next(), Some('-' | '?' | ':')) && chars.next().is_some_and(|c| !c.is_whitespace())
+    chars.next() == Some('-') && chars.next().is_some_and(|c| !c.is_whitespace())
 }
 
 pub fn double_quoted(text: &str) -> String {
@@ -337,7 +346,7 @@ pub fn double_quoted(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if c.is_control() || LINE_BREAKS_1_1.contains(&c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -346,8 +355,10 @@ pub fn double_quoted(text: &str) -> String {
 }
 
 pub fn single_quoted(text: &str) -> Option<String> {
-    (!text.contains(['\n', '\r']) && text.chars().all(|c| !c.is_control() || c == '\t'))
-        .then(|| format!("'{}'", text.replace('\'', "''")))
+    (!text.contains(['\n', '\r'])
+        && !text.contains(LINE_BREAKS_1_1)
+        && text.chars().all(|c| !c.is_control() || c == '\t'))
+    .then(|| format!("'{}'", text.replace('\'', "''")))
 }
 
 /// The scalar at `path` in the first document that has one.
@@ -431,6 +442,14 @@ mod tests {
             ("", false, false),
             ("ünïcode", false, true),
             ("two\nlines", false, false),
+            (":x", false, false),
+            ("?x", false, false),
+            ("x:y", false, true),
+            ("x:y", true, false),
+            ("a#b", true, false),
+            ("<<", false, false),
+            ("=", false, false),
+            ("line\u{2028}sep", false, false),
         ];
         for (text, flow, want) in cases {
             assert_eq!(plain_safe(text, flow), want, "{text:?} flow={flow}");
