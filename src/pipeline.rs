@@ -258,6 +258,10 @@ impl QaChart {
 pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
     let dir = config.resolve(&config.chart.path);
     let bad = |message: String| SetupError::Chart(message);
+    // The QA checkout's content decides what is read: nothing outside it.
+    for file in ["Chart.yaml", "values.yaml"] {
+        crate::files::inside(&config.root, &config.chart.path.join(file)).map_err(|e| bad(e.to_string()))?;
+    }
     let chart_yaml = dir.join("Chart.yaml");
     let bytes = std::fs::read(&chart_yaml).map_err(|e| bad(format!("{}: {e}", chart_yaml.display())))?;
     let meta = crate::chart::meta::Metadata::parse(&bytes).map_err(|e| bad(format!("{}: {e}", dir.display())))?;

@@ -16,7 +16,7 @@ if [ -n "${FAKE_SLEEP:-}" ] && [[ "$line" == "${FAKE_SLEEP%%:*}"* ]]; then
   sleep "${FAKE_SLEEP##*:}"
 fi
 if [ -n "${FAKE_FAIL:-}" ] && [[ "$line" == "$FAKE_FAIL"* ]]; then
-  echo "$tool: told to fail" >&2
+  echo "${FAKE_FAIL_MESSAGE:-$tool: told to fail}" >&2
   echo "end $(date +%s.%N) $line (failed)" >>"$FAKE_LOG"
   exit 1
 fi

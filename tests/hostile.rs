@@ -208,3 +208,15 @@ fn a_relative_config_works_for_every_stage() {
         assert_eq!(crate::image::qa_commits(&dev), "2", "{name}: QA holds the build");
     }
 }
+
+#[test]
+fn a_qa_chart_that_links_out_of_its_checkout_is_not_read() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("Chart.yaml"), "apiVersion: v2\nname: elsewhere\nversion: 1.0.0\n").unwrap();
+    let repo = Repo::new(VALID_PIPELINE);
+    std::fs::write(repo.path().join("values.yaml"), "image:\n  tag: x\n").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("Chart.yaml"), repo.path().join("Chart.yaml")).unwrap();
+    let run = stagecoach(repo.path(), &["--no-progress", "integration-test"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("Chart.yaml: a symbolic link to"), "{}", run.stderr);
+}

@@ -5,6 +5,7 @@ mod chart_commands;
 mod ci_configs;
 mod commands;
 mod config_errors;
+mod faults;
 mod flow;
 mod gates;
 mod git_server;

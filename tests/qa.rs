@@ -707,3 +707,39 @@ fn a_cluster_this_run_did_not_create_survives() {
     qa.assert_no_temporary_files();
     docker(&["rmi", "-f", "stagecoach-test/node:foreign", &qa.image]);
 }
+
+#[test]
+fn faults_on_the_qa_side_table() {
+    if !docker_available() {
+        return;
+    }
+    // (row, what fails and how, what the error says)
+    let rows: [(&str, &[(&str, &str)], &str); 2] = [
+        (
+            "kind cannot create the cluster",
+            &[
+                ("FAKE_FAIL", "kind create"),
+                ("FAKE_FAIL_MESSAGE", "ERROR: failed to create cluster: node(s) already exist"),
+            ],
+            "ERROR: failed to create cluster: node(s) already exist",
+        ),
+        (
+            "helm times out",
+            &[("FAKE_FAIL", "helm upgrade"), ("FAKE_FAIL_MESSAGE", "Error: UPGRADE FAILED: context deadline exceeded")],
+            "Error: UPGRADE FAILED: context deadline exceeded",
+        ),
+    ];
+    for (index, (row, env, want)) in rows.into_iter().enumerate() {
+        let Some(qa) = setup("0.2.0", &format!("fault{index}")) else { return };
+        let run = qa.run(&["--no-progress", "integration-test"], env);
+        assert_eq!(run.code, 1, "{row}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{row}: {}", run.stderr);
+        let calls = qa.calls();
+        assert!(!calls.iter().any(|c| c.starts_with("integration")), "{row}: tests ran");
+        assert_eq!(git(&qa.release, &["rev-list", "--count", "main"]), "1", "{row}: a failed run released");
+        // What kind may have made of the cluster before it failed is deleted all the same.
+        assert!(calls.iter().any(|c| c.starts_with("kind delete cluster")), "{row}: {calls:#?}");
+        qa.assert_no_temporary_files();
+        docker(&["rmi", "-f", &format!("stagecoach-test/node:fault{index}"), &qa.image]);
+    }
+}

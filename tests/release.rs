@@ -136,4 +136,26 @@ fn a_served_repository_is_checked_after_the_push() {
         "{}",
         run.stderr
     );
+    // A server that never answers: each request gives up within the network timeout, and the
+    // release says what it could not read.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let third = dir.path().join("third");
+    std::fs::create_dir_all(&third).unwrap();
+    let qa3 = qa_checkout(&third, server.create_repo("third", &[("README.md", "charts\n")]), Some(&silent_url));
+    let started = std::time::Instant::now();
+    let run = stagecoach(
+        &qa3,
+        &["--no-progress", "--network-timeout", "1s", "release", "--untested"],
+        &[env[0], ("STAGECOACH_SERVE_TIMEOUT", "0")],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{silent_url}/index.yaml")), "{}", run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
