@@ -63,6 +63,17 @@ pub enum UpdateError {
     Escape(#[from] crate::files::Escape),
 }
 
+impl UpdateError {
+    /// As a stage's error: a repository's content that would lead a write out of the clone is a
+    /// refusal (exit 2), anything else a failure.
+    pub fn into_stage_error(self, url: &str) -> crate::runner::StageError {
+        match self {
+            Self::Escape(escape) => Box::new(crate::runner::Refused(format!("{url}: {escape}"))),
+            other => Box::new(other),
+        }
+    }
+}
+
 /// Assignments worked out from a file's current bytes (the next dev version depends on the
 /// version that is there when the edit is applied, also after a retry).
 pub type Computed = std::sync::Arc<dyn Fn(&[u8]) -> Result<Vec<(String, String)>, String> + Send + Sync>;

@@ -129,6 +129,9 @@ pub struct StageRecord {
     /// A failed stage's last lines of output (secrets masked).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tail: Vec<String>,
+    /// It failed by refusing its input (a repository's content leading out of its checkout).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -400,6 +400,7 @@ mod tests {
             message: None,
             details: Default::default(),
             tail: Vec::new(),
+            refused: false,
         }
     }
 

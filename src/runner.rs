@@ -17,6 +17,12 @@ use crate::record::{Detail, RunOutcome, RunRecord, StageName, StageOutcome, Stag
 use crate::secrets::Secrets;
 
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A stage's refusal of its input (a repository's content that would lead a write out of its
+/// checkout): the run fails as a usage error does, with exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Completion, StageError>> + Send + 'a>>;
 
 /// Receives what stages do while they run; the displays in `report` implement it.
@@ -358,12 +364,14 @@ impl Runner {
         result: Result<Completion, StageError>,
         ctx: &StageContext,
     ) -> StageRecord {
+        let refused = result.as_ref().err().is_some_and(|e| e.downcast_ref::<Refused>().is_some());
         let (outcome, message) = match result {
             Ok(Completion::Done) => (StageOutcome::Passed, None),
             Ok(Completion::Skipped(why)) => (StageOutcome::Skipped, Some(why)),
             Err(error) => (StageOutcome::Failed, Some(error_chain(&*error))),
         };
         let mut record = self.record(name, group, start, begun, outcome, message);
+        record.refused = refused;
         record.details = ctx.take_details().into_iter().map(|(k, v)| (k, self.secrets.mask(&v).into_owned())).collect();
         if record.outcome == StageOutcome::Failed {
             let tail = std::mem::take(&mut *ctx.tail.lock().unwrap_or_else(|e| e.into_inner()));
@@ -390,6 +398,7 @@ impl Runner {
             message: message.map(|m| self.secrets.mask(&m).into_owned()),
             details: Default::default(),
             tail: Vec::new(),
+            refused: false,
         }
     }
 
@@ -403,6 +412,7 @@ impl Runner {
             message: None,
             details: Default::default(),
             tail: Vec::new(),
+            refused: false,
         }
     }
 }

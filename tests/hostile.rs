@@ -220,3 +220,33 @@ fn a_qa_chart_that_links_out_of_its_checkout_is_not_read() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("Chart.yaml: a symbolic link to"), "{}", run.stderr);
 }
+
+#[test]
+fn build_and_deploy_refuses_a_qa_repository_that_links_out_also_in_a_dry_run() {
+    if !docker_available() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.yaml");
+    std::fs::write(&secret, "image:\n  tag: untouched\n").unwrap();
+    let (_qa, bare) = hostile_qa(outside.path());
+    let dev = crate::image::dev_repo("stagecoach-test/hostile-qa", false);
+    let pipeline = dev.dir.path().join("pipelines/stagecoach.yaml");
+    let text =
+        std::fs::read_to_string(&pipeline).unwrap().replace(&dev.qa.display().to_string(), bare.to_str().unwrap());
+    std::fs::write(&pipeline, text).unwrap();
+    for args in
+        [&["--no-progress", "build-and-deploy", "--no-push"][..], &["--no-progress", "--dry-run", "build-and-deploy"]]
+    {
+        let run = stagecoach(dev.dir.path(), args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("stage `qa-promote` refused:")
+                && run.stderr.contains("values.yaml: a symbolic link to"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "image:\n  tag: untouched\n", "{args:?}");
+    }
+    assert_eq!(crate::support::git(&bare, &["rev-list", "--count", "main"]), "1");
+}

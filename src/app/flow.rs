@@ -164,6 +164,11 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
         }
         match record.outcome {
             RunOutcome::Passed => Ok(()),
+            RunOutcome::Failed { stage, error }
+                if record.stages.iter().chain(&record.cleanup).any(|s| s.name == stage && s.refused) =>
+            {
+                Err(AppError::Usage(format!("stage `{stage}` refused: {error}; nothing was written")))
+            }
             RunOutcome::Failed { stage, error } => {
                 let bundle = record.cleanup.iter().find_map(|s| s.details.get(&Detail::Bundle));
                 let error = match bundle {

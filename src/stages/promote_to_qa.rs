@@ -199,7 +199,8 @@ impl Stage for PromoteToQa {
                     }
                     branch_update::apply_edits(dir, &edits)
                 };
-                branch_update::update_with(&git, &remote, &apply, &options, workdir.path()).map_err(std::io::Error::other)
+                branch_update::update_with(&git, &remote, &apply, &options, workdir.path())
+                    .map_err(|e| e.into_stage_error(&remote.url))
             })
             .await??;
             for line in promotion.diff.lines() {

@@ -164,7 +164,7 @@ impl Stage for Release {
                     &options,
                     workdir.path(),
                 )
-                .map_err(std::io::Error::other)
+                .map_err(|e| e.into_stage_error(&remote.url))
             })
             .await??;
             for line in promotion.diff.lines() {
