@@ -9,24 +9,9 @@ use std::time::{Duration, Instant};
 use crate::git_server::GitServer;
 use crate::image::dev_repo;
 use crate::registry::{Registry, docker_available};
-use crate::support::{BIN, Run, git};
+use crate::support::{BIN, Run, closed_port, git, silent_port};
 
 const TOKEN: &str = "fault-token-5";
-
-/// A port that accepts connections and never answers; `None` for one that refuses them.
-fn endpoint(silent: bool) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    if silent {
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                held.push(stream);
-            }
-        });
-    }
-    port
-}
 
 enum Fault {
     RegistryDown,
@@ -60,15 +45,15 @@ fn faults_of_the_registry_and_the_git_server_table() {
     for (index, (row, fault, code, want)) in rows.into_iter().enumerate() {
         let name = format!("fault{index}");
         let image_host = match fault {
-            Fault::RegistryDown => format!("127.0.0.1:{}", endpoint(false)),
-            Fault::RegistryHangs => format!("127.0.0.1:{}", endpoint(true)),
+            Fault::RegistryDown => format!("127.0.0.1:{}", closed_port()),
+            Fault::RegistryHangs => format!("127.0.0.1:{}", silent_port()),
             _ => registry.host.clone(),
         };
         let qa_url = server.create_repo(&name, &[("Chart.yaml", &chart), ("values.yaml", &seed)]);
         let bare = server.bare(&name);
         let qa_url = match fault {
-            Fault::GitDown => format!("http://127.0.0.1:{}/qa.git", endpoint(false)),
-            Fault::GitHangs => format!("http://127.0.0.1:{}/qa.git", endpoint(true)),
+            Fault::GitDown => format!("http://127.0.0.1:{}/qa.git", closed_port()),
+            Fault::GitHangs => format!("http://127.0.0.1:{}/qa.git", silent_port()),
             _ => qa_url,
         };
         let hook = match fault {

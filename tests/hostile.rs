@@ -111,29 +111,9 @@ fn chart_set_on_a_link_edits_the_file_it_points_to_and_keeps_the_link() {
     assert_eq!(std::fs::read_to_string(d.join("values.yaml")).unwrap(), "image:\n  tag: v2 # CI\n");
 }
 
-/// A server on 127.0.0.1 that accepts connections and never answers.
-struct Silent {
-    port: u16,
-}
-
-impl Silent {
-    fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                held.push(stream);
-            }
-        });
-        Self { port }
-    }
-}
-
 #[test]
 fn a_silent_server_is_given_up_within_the_network_timeout_naming_it() {
-    let silent = Silent::start();
-    let url = format!("http://127.0.0.1:{}/qa.git", silent.port);
+    let url = format!("http://127.0.0.1:{}/qa.git", crate::support::silent_port());
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let run = stagecoach(
@@ -168,14 +148,14 @@ fn a_registry_that_does_not_answer_is_given_up_within_the_network_timeout() {
     if !docker_available() {
         return;
     }
-    let silent = Silent::start();
-    let dev = crate::image::dev_repo(&format!("127.0.0.1:{}/silent-operator", silent.port), false);
+    let port = crate::support::silent_port();
+    let dev = crate::image::dev_repo(&format!("127.0.0.1:{port}/silent-operator"), false);
     let started = std::time::Instant::now();
     let run = stagecoach(dev.dir.path(), &["--no-progress", "--network-timeout", "3s", "build-and-deploy"], &[]);
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        run.stderr.contains(&format!("registry 127.0.0.1:{} did not answer for 3s while pushing", silent.port)),
+        run.stderr.contains(&format!("registry 127.0.0.1:{port} did not answer for 3s while pushing")),
         "{}",
         run.stderr
     );

@@ -138,14 +138,7 @@ fn a_served_repository_is_checked_after_the_push() {
     );
     // A server that never answers: each request gives up within the network timeout, and the
     // release says what it could not read.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let silent_url = format!("http://127.0.0.1:{}", crate::support::silent_port());
     let third = dir.path().join("third");
     std::fs::create_dir_all(&third).unwrap();
     let qa3 = qa_checkout(&third, server.create_repo("third", &[("README.md", "charts\n")]), Some(&silent_url));

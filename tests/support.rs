@@ -271,3 +271,21 @@ pub fn yaml_tag(short: &str) -> String {
     };
     if number { format!("\"{short}\"") } else { short.to_string() }
 }
+
+/// A port on 127.0.0.1 that accepts connections and never answers (a hung server).
+pub fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// A port on 127.0.0.1 where nothing listens (a server that is down).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
