@@ -11,12 +11,14 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    success
   1    a stage failed (the error names it), or a chart command was refused its input
-  2    usage or configuration error (a pipeline file, a missing tool or credential)
+  2    usage or configuration error (a pipeline file, a missing tool or credential), or a
+       repository whose content would lead a write out of its checkout
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM. Cleanup ran first; a second signal
        abandons diagnostics, never the deletion of a cluster this run created
 
 Environment:
   STAGECOACH_CONFIG   pipeline file, when --config is not given
+  STAGECOACH_NETWORK_TIMEOUT   how long a network operation may go without progress
   CI, TRAVIS, GITHUB_ACTIONS, GITLAB_CI and their commit/tag/branch variables: what is being built
   Credentials: the variables named under `credentials:` in the pipeline file";
 
