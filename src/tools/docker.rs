@@ -164,7 +164,28 @@ impl DockerEngine {
     }
 
     /// Builds the tar context; every line of build output goes to `on_line`. Returns the image id.
+    /// An engine shared with other builds (CI runners) may delete a cached layer while this build
+    /// looks it up; that build is made again, twice at most.
     pub async fn build(
+        &self,
+        context: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<String, DockerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.build_once(context.clone(), dockerfile, tag, on_line).await {
+                Err(DockerError::Build { message, .. }) if attempt < 3 && message.contains("unable to find image") => {
+                    on_line(&format!("the engine lost a cached layer meanwhile ({message}); building again"));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn build_once(
         &self,
         context: Vec<u8>,
         dockerfile: &str,
