@@ -12,9 +12,11 @@ line="$tool $*"
 here=$(dirname "$(readlink -f "$0")")
 state=${FAKE_STATE:-$(dirname "$FAKE_LOG")}
 echo "start $(date +%s.%N) $line" >>"$FAKE_LOG"
-if [ -n "${FAKE_SLEEP:-}" ] && [[ "$line" == "${FAKE_SLEEP%%:*}"* ]]; then
-  sleep "${FAKE_SLEEP##*:}"
-fi
+# FAKE_SLEEP="helm upgrade:30;kind delete:2": each PREFIX:SECONDS, separated by `;`.
+IFS=';' read -ra sleeps <<<"${FAKE_SLEEP:-}"
+for rule in "${sleeps[@]}"; do
+  if [[ "$line" == "${rule%%:*}"* ]]; then sleep "${rule##*:}"; fi
+done
 if [ -n "${FAKE_FAIL:-}" ] && [[ "$line" == "$FAKE_FAIL"* ]]; then
   echo "${FAKE_FAIL_MESSAGE:-$tool: told to fail}" >&2
   echo "end $(date +%s.%N) $line (failed)" >>"$FAKE_LOG"

@@ -743,3 +743,43 @@ fn faults_on_the_qa_side_table() {
         docker(&["rmi", "-f", &format!("stagecoach-test/node:fault{index}"), &qa.image]);
     }
 }
+
+#[test]
+fn more_signals_during_cleanup_do_not_stop_the_cluster_from_being_deleted() {
+    if !docker_available() {
+        return;
+    }
+    let Some(qa) = setup("0.2.0", "impatient") else { return };
+    let mut child = qa
+        .command(&["--no-progress", "integration-test"], &[("FAKE_SLEEP", "helm upgrade:30.81;kind delete:2")])
+        .spawn()
+        .unwrap();
+    let wait_for_call = |prefix: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !qa.calls().iter().any(|c| c.starts_with(prefix)) {
+            assert!(Instant::now() < deadline, "{prefix} was never called: {:#?}", qa.calls());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let signal = |name: &str| {
+        assert!(Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap().success());
+    };
+    wait_for_call("helm upgrade");
+    signal("TERM");
+    // Diagnostics first (abandoned by the next signal), then the deletion, which runs on.
+    wait_for_call("kind delete cluster");
+    signal("INT");
+    signal("INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "the first signal decides the exit code");
+    let log = std::fs::read_to_string(&qa.log).unwrap();
+    assert!(
+        log.lines().any(|l| l.starts_with("end ")
+            && l.contains("kind delete cluster --name stagecoach")
+            && !l.ends_with("(failed)")),
+        "the deletion did not finish:\n{log}"
+    );
+    assert!(!std::fs::read_to_string(qa.state.join("kind-clusters")).unwrap_or_default().contains("stagecoach"));
+    qa.assert_no_temporary_files();
+    docker(&["rmi", "-f", "stagecoach-test/node:impatient", &qa.image]);
+}
