@@ -2,6 +2,7 @@
 //! git's own `git http-backend` through fcgiwrap (Debian packages nginx-light and fcgiwrap).
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,8 +43,10 @@ impl GitServer {
         let backend = PathBuf::from(git(Path::new("/"), &["--exec-path"])).join("git-http-backend");
 
         // Several workers: a push held in a hook must not block the pushes racing it.
+        // A group of its own: its workers are ended with it (see Drop).
         let fcgi = Command::new(fcgiwrap)
             .args(["-c", "4", "-s", &format!("unix:{}", socket.display())])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -151,6 +154,9 @@ http {{
 impl Drop for GitServer {
     fn drop(&mut self) {
         for child in &mut self.children {
+            // fcgiwrap's preforked workers outlive their parent: end the whole group.
+            let _ =
+                Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
             let _ = child.kill();
             let _ = child.wait();
         }
