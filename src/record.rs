@@ -150,3 +150,10 @@ pub struct RunRecord {
     pub stages: Vec<StageRecord>,
     pub cleanup: Vec<StageRecord>,
 }
+
+impl RunRecord {
+    /// Every stage in the order it ran, with whether it was a cleanup stage.
+    pub fn all_stages(&self) -> impl Iterator<Item = (&StageRecord, bool)> {
+        self.stages.iter().map(|r| (r, false)).chain(self.cleanup.iter().map(|r| (r, true)))
+    }
+}

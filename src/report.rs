@@ -209,7 +209,7 @@ pub fn plan_text(command: &str, plan: &Plan, build: &BuildInfo) -> String {
 /// The table printed at the end of a run.
 pub fn summary_table(record: &RunRecord) -> String {
     let rows: Vec<(&StageRecord, &str)> =
-        record.stages.iter().map(|r| (r, "")).chain(record.cleanup.iter().map(|r| (r, " (cleanup)"))).collect();
+        record.all_stages().map(|(r, cleanup)| (r, if cleanup { " (cleanup)" } else { "" })).collect();
     let width = rows.iter().map(|(r, suffix)| r.name.as_str().len() + suffix.len()).chain([5]).max().unwrap_or(5);
     let mut out = format!("{:<width$}  {:<11}  {:>8}\n", "stage", "outcome", "duration");
     for (r, suffix) in rows {
@@ -247,9 +247,7 @@ pub struct RunReport<'a> {
 /// Writes the record next to its final name first, so a reader never sees half a file.
 pub fn write_report(path: &Path, report: &RunReport<'_>) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
+    crate::files::write_atomically(path, &json)
 }
 
 /// The run as a JUnit XML report (the `testsuite` document of Jenkins' and GitLab's readers):
@@ -259,7 +257,7 @@ pub fn junit(report: &RunReport<'_>) -> String {
     use std::fmt::Write as _;
     let run = report.run;
     let cases: Vec<(&StageRecord, &str)> =
-        run.stages.iter().map(|r| (r, "")).chain(run.cleanup.iter().map(|r| (r, ".cleanup"))).collect();
+        run.all_stages().map(|(r, cleanup)| (r, if cleanup { ".cleanup" } else { "" })).collect();
     let count = |outcomes: &[StageOutcome]| cases.iter().filter(|(r, _)| outcomes.contains(&r.outcome)).count();
     let started = std::time::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -361,8 +359,8 @@ pub fn markdown_summary(command: &str, record: &RunRecord) -> String {
     let mut out = format!(
         "### stagecoach {command}: {outcome}\n\n| stage | outcome | duration | note |\n| --- | --- | ---: | --- |\n"
     );
-    let rows = record.stages.iter().map(|r| (r, "")).chain(record.cleanup.iter().map(|r| (r, " (cleanup)")));
-    for (r, suffix) in rows {
+    for (r, cleanup) in record.all_stages() {
+        let suffix = if cleanup { " (cleanup)" } else { "" };
         let duration = if r.outcome == StageOutcome::NotRun { "-".to_string() } else { seconds(r.duration_ms) };
         let note = r.message.as_deref().map(cell).unwrap_or_default();
         out.push_str(&format!("| {}{suffix} | {} | {duration} | {note} |\n", r.name, r.outcome.as_str()));

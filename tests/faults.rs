@@ -80,14 +80,9 @@ fn faults_of_the_registry_and_the_git_server_table() {
         );
         std::fs::write(&pipeline, text).unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--no-progress", "--network-timeout", "2s", "build-and-deploy"])
-            .current_dir(d)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", d)
+        let args = ["--no-progress", "--network-timeout", "2s", "build-and-deploy"];
+        let mut child = crate::support::command(d, &args, &[("QA_TOKEN", TOKEN)])
             .env("TMPDIR", tmp.path())
-            .env("QA_TOKEN", TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -108,11 +103,7 @@ fn faults_of_the_registry_and_the_git_server_table() {
             assert!(started.elapsed() < Duration::from_secs(90), "{row}: still running after 90s");
             std::thread::sleep(Duration::from_millis(50));
         };
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let run = Run::from(out);
         assert_eq!(run.code, code, "{row}: {}", run.stderr);
         assert!(run.stderr.contains(want), "{row}: {}", run.stderr);
         assert!(!run.stderr.contains(TOKEN), "{row}: the token leaked");

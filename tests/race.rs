@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::git_server::GitServer;
 use crate::image::operator_binary;
 use crate::registry::{Registry, docker_available};
-use crate::support::{BIN, git};
+use crate::support::git;
 
 const TOKEN: &str = "race-token-77";
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
@@ -74,15 +74,9 @@ fn checkout(bare: &Path, branch: &str, into: &Path) {
 }
 
 fn build_and_deploy(dir: &Path, qa_url: &str) -> Child {
-    Command::new(BIN)
-        .args(["--no-progress", "build-and-deploy"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("GIT_TOKEN", TOKEN)
-        .env("QA_URL", qa_url)
-        .env("IMAGE_NAME", qa_url.rsplit('/').next().unwrap().trim_end_matches(".git"))
+    let image = qa_url.rsplit('/').next().unwrap().trim_end_matches(".git");
+    let env = [("GIT_TOKEN", TOKEN), ("QA_URL", qa_url), ("IMAGE_NAME", image)];
+    crate::support::command(dir, &["--no-progress", "build-and-deploy"], &env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -99,21 +99,16 @@ fn promote(dir: &Path, home: &Path, agent: Option<&Path>, tag: &str) -> Run {
 }
 
 fn promote_set(dir: &Path, home: &Path, agent: Option<&Path>, set: &str) -> Run {
-    let mut cmd = Command::new(crate::support::BIN);
-    cmd.args(["promote", "--repo", "qa", "--file", "values.yaml", "--set", set, "--attempts", "30"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home);
+    let mut cmd = crate::support::command(
+        dir,
+        &["promote", "--repo", "qa", "--file", "values.yaml", "--set", set, "--attempts", "30"],
+        &[],
+    );
+    cmd.env("HOME", home);
     if let Some(socket) = agent {
         cmd.env("SSH_AUTH_SOCK", socket);
     }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    cmd.output().unwrap().into()
 }
 
 #[test]

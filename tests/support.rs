@@ -19,23 +19,32 @@ impl Run {
     }
 }
 
-/// Runs stagecoach in `dir` with a clean environment: PATH and HOME, plus `env`. No CI
-/// variables leak in from the machine running the tests.
-pub fn stagecoach(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = Command::new(BIN)
-        .args(args)
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The stagecoach command in `dir` with a clean environment: PATH and HOME (`dir`), plus `env`.
+/// No CI variables leak in from the machine running the tests.
+pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run stagecoach");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// Runs stagecoach as [`command`] makes it, to the end.
+pub fn stagecoach(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    command(dir, args, env).output().expect("run stagecoach").into()
 }
 
 /// Runs git (the real CLI) in `dir`; panics with its stderr when it fails.

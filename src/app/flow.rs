@@ -164,9 +164,7 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
         }
         match record.outcome {
             RunOutcome::Passed => Ok(()),
-            RunOutcome::Failed { stage, error }
-                if record.stages.iter().chain(&record.cleanup).any(|s| s.name == stage && s.refused) =>
-            {
+            RunOutcome::Failed { stage, error } if record.all_stages().any(|(s, _)| s.name == stage && s.refused) => {
                 Err(AppError::Usage(format!("stage `{stage}` refused: {error}; nothing was written")))
             }
             RunOutcome::Failed { stage, error } => {

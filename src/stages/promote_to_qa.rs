@@ -50,9 +50,7 @@ fn newer_in_qa(
     commit: &str,
 ) -> Result<Option<String>, UpdateError> {
     let Ok(bytes) = std::fs::read(chart_yaml) else { return Ok(None) };
-    let Some(held) = crate::chart::meta::Metadata::parse(&bytes).ok().and_then(|m| m.app_version) else {
-        return Ok(None);
-    };
+    let Some(held) = chart_versions(&String::from_utf8_lossy(&bytes)).app_version else { return Ok(None) };
     if held == commit {
         return Ok(None);
     }
@@ -85,7 +83,7 @@ impl PromoteToQa {
                 Some(release) => release.clone(),
                 None => {
                     let text = String::from_utf8_lossy(current);
-                    let current = chart_version(&text).ok_or("no `version` in Chart.yaml")?;
+                    let current = chart_versions(&text).version.ok_or("no `version` in Chart.yaml")?;
                     let current = version::parse_chart_version(&current).map_err(|e| e.to_string())?;
                     version::dev_version(&current, &short).map_err(|e| e.to_string())?
                 }
@@ -119,13 +117,17 @@ fn in_chart(chart: &std::path::Path, name: &str) -> PathBuf {
     chart.join(name).components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
-/// The `version:` of a Chart.yaml (typed reading would refuse a legacy version we must read).
-fn chart_version(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Versioned {
-        version: Option<String>,
-    }
-    serde_saphyr::from_str::<Versioned>(text).ok()?.version
+/// `version` and `appVersion` of a Chart.yaml, read leniently: typed reading would refuse a
+/// legacy version (`0.9-dev64ed033`) that must still be read.
+#[derive(Default, serde::Deserialize)]
+struct ChartVersions {
+    version: Option<String>,
+    #[serde(rename = "appVersion")]
+    app_version: Option<String>,
+}
+
+fn chart_versions(text: &str) -> ChartVersions {
+    serde_saphyr::from_str(text).unwrap_or_default()
 }
 
 impl Stage for PromoteToQa {
