@@ -89,14 +89,16 @@ pub fn index(repo: &Path, url: Option<&str>, dry_run: bool, stdout: &mut dyn std
             None => file_name.clone(),
         };
         let entry = index::NewEntry { metadata: &metadata, digest: &digest, url: entry_url };
-        let (merged, outcome) = index::merge(text.as_deref(), &entry, &now)
+        let merged = index::merge(text.as_deref(), &entry, &now)
             .map_err(|e| AppError::Failed(format!("{}: {e}", index_path.display())))?;
-        let what = match outcome {
-            index::Merged::Added => "added",
+        let what = match merged {
+            index::Merged::Added(merged) => {
+                text = Some(merged);
+                "added"
+            }
             index::Merged::AlreadyPublished => "already published",
         };
         out(stdout, &format!("{what}: {} {} ({file_name})\n", metadata.name, metadata.version))?;
-        text = Some(merged);
     }
     let after = text.unwrap_or_default();
     if before.as_deref() == Some(after.as_str()) {

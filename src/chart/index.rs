@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::meta::Metadata;
-use super::yaml::{self, NodeKind, PlainType, Seg};
+use super::yaml::{self, NodeKind, PlainType, ScalarStyle, Seg};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IndexError {
@@ -43,7 +43,8 @@ pub enum IndexError {
 pub enum Merged {
     /// The version was there with the same digest: the index is unchanged.
     AlreadyPublished,
-    Added,
+    /// The index with the new entry.
+    Added(String),
 }
 
 /// One index entry: the chart's metadata plus where and when it was published.
@@ -64,7 +65,13 @@ pub struct NewEntry<'a> {
 }
 
 /// Merges `entry` into `existing` (or a new index when `None`); `now` is RFC 3339.
-pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<(String, Merged), IndexError> {
+pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<Merged, IndexError> {
+    merge_with(existing, entry, now, Scan::run)
+}
+
+type Scanner = fn(&str, &str) -> Result<Scan, IndexError>;
+
+fn merge_with(existing: Option<&str>, entry: &NewEntry<'_>, now: &str, scan: Scanner) -> Result<Merged, IndexError> {
     let value = entry_value(entry, now);
     let name = &entry.metadata.name;
     let Some(text) = existing.filter(|t| !t.trim().is_empty()) else {
@@ -72,12 +79,12 @@ pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<
         out.push_str(&format!("  {}:\n", key_text(name)));
         out.push_str(&render_item(&value, 2, "\n"));
         out.push_str(&format!("generated: {}\n", yaml::double_quoted(now)));
-        return Ok((out, Merged::Added));
+        return Ok(Merged::Added(out));
     };
     if text.trim_start_matches('\u{feff}').trim_start().starts_with(['{', '[']) {
         return Err(IndexError::Json);
     }
-    let scan = Scan::run(text, name)?;
+    let scan = scan(text, name)?;
     if scan.api_version.as_deref() != Some("v1") {
         return Err(IndexError::ApiVersion(scan.api_version.unwrap_or_default()));
     }
@@ -87,7 +94,7 @@ pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<
         if item.version.as_deref() == Some(entry.metadata.version.as_str()) {
             let published = item.digest.clone().unwrap_or_default();
             return if published == entry.digest {
-                Ok((text.to_string(), Merged::AlreadyPublished))
+                Ok(Merged::AlreadyPublished)
             } else {
                 Err(IndexError::Conflict {
                     name: name.clone(),
@@ -155,12 +162,17 @@ pub fn merge(existing: Option<&str>, entry: &NewEntry<'_>, now: &str) -> Result<
             edits.push((text.len(), 0, line));
         }
     }
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = text.to_string();
+    // One copy of the text, however large: the parts between the edits and the edits.
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(text.len() + edits.iter().map(|e| e.2.len()).sum::<usize>());
+    let mut copied = 0;
     for (at, removed, inserted) in edits {
-        out.replace_range(at..at + removed, &inserted);
+        out.push_str(&text[copied..at]);
+        out.push_str(&inserted);
+        copied = at + removed;
     }
-    Ok((out, Merged::Added))
+    out.push_str(&text[copied..]);
+    Ok(Merged::Added(out))
 }
 
 /// Where a block goes after the line holding `end`; adds a line break when the file lacks one.
@@ -292,8 +304,15 @@ struct Scan {
 
 impl Scan {
     fn run(text: &str, name: &str) -> Result<Self, IndexError> {
+        match Scan::by_lines(text, name) {
+            Some(scan) => Ok(scan),
+            None => Scan::walk(text, name),
+        }
+    }
+
+    /// Parses the whole text.
+    fn walk(text: &str, name: &str) -> Result<Self, IndexError> {
         let mut scan = Scan::default();
-        let mut chart_key_column = 0;
         yaml::walk(text, |node| {
             if node.document > 0 {
                 return false;
@@ -322,52 +341,15 @@ impl Scan {
                             entries.last_end = entries.last_end.max(node.end);
                         }
                     }
-                    let this_chart = matches!(&path.get(1), Some(Seg::Key(k)) if k == name);
-                    match (path.len(), kind) {
-                        (2, NodeKind::Key) => {
-                            let key = node.value.to_string();
-                            if key == name {
-                                chart_key_column = node.column;
-                            }
-                            scan.chart_keys.push(ChartKey {
-                                name: key,
-                                line_start: line_start(text, node.start),
-                                column: node.column,
-                            });
-                        }
-                        (2, NodeKind::SequenceStart { flow: true }) if this_chart => scan.chart_flow = true,
-                        (3, NodeKind::MappingStart { .. }) if this_chart => {
-                            let dash = dash_position(text, node.start);
-                            let dash_column = dash - line_start(text, dash);
-                            if scan.dash_offset.is_none() {
-                                scan.dash_offset = Some(dash_column.saturating_sub(chart_key_column));
-                            }
-                            scan.items.push(Item {
-                                line_start: line_start(text, dash),
-                                dash_column,
-                                version: None,
-                                digest: None,
-                            });
-                        }
-                        (3, NodeKind::MappingStart { .. }) if scan.dash_offset.is_none() => {
-                            let dash = dash_position(text, node.start);
-                            let column = dash - line_start(text, dash);
-                            let key_column = scan.chart_keys.last().map_or(0, |k| k.column);
-                            scan.dash_offset = Some(column.saturating_sub(key_column));
-                        }
-                        (4, NodeKind::Scalar(_)) if this_chart => {
-                            if let (Some(item), Some(Seg::Key(field))) = (scan.items.last_mut(), path.get(3)) {
-                                match field.as_str() {
-                                    "version" => item.version = Some(node.value.to_string()),
-                                    "digest" => item.digest = Some(node.value.to_string()),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    if this_chart && path.len() > 2 && !matches!(kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
-                        scan.chart_last_end = scan.chart_last_end.max(node.end);
+                    if let (2, NodeKind::Key) = (path.len(), kind) {
+                        scan.chart_keys.push(ChartKey {
+                            name: node.value.to_string(),
+                            line_start: line_start(text, node.start),
+                            column: node.column,
+                        });
+                    } else {
+                        let key_column = scan.chart_keys.last().map_or(0, |k| k.column);
+                        scan.visit_entry(text, 0, &path[1..], node, name, key_column);
                     }
                 }
                 _ => {}
@@ -376,6 +358,246 @@ impl Scan {
         })?;
         Ok(scan)
     }
+
+    /// What a node inside `entries` tells; `path` starts at the chart's key, the node's offsets
+    /// at `base`, and `key_column` is its chart key's column.
+    fn visit_entry(
+        &mut self,
+        text: &str,
+        base: usize,
+        path: &[Seg],
+        node: &yaml::Node<'_, '_>,
+        name: &str,
+        key_column: usize,
+    ) {
+        let this_chart = matches!(path.first(), Some(Seg::Key(k)) if k == name);
+        match (path.len(), node.kind) {
+            (1, NodeKind::SequenceStart { flow: true }) if this_chart => self.chart_flow = true,
+            (2, NodeKind::MappingStart { .. }) if this_chart || self.dash_offset.is_none() => {
+                let dash = dash_position(text, base + node.start);
+                let dash_column = dash - line_start(text, dash);
+                if self.dash_offset.is_none() {
+                    self.dash_offset = Some(dash_column.saturating_sub(key_column));
+                }
+                if this_chart {
+                    self.items.push(Item {
+                        line_start: line_start(text, dash),
+                        dash_column,
+                        version: None,
+                        digest: None,
+                    });
+                }
+            }
+            (3, NodeKind::Scalar(_)) if this_chart => {
+                if let (Some(item), Some(Seg::Key(field))) = (self.items.last_mut(), path.get(2)) {
+                    match field.as_str() {
+                        "version" => item.version = Some(node.value.to_string()),
+                        "digest" => item.digest = Some(node.value.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if this_chart && path.len() > 1 && !matches!(node.kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
+            self.chart_last_end = self.chart_last_end.max(base + node.end);
+        }
+    }
+
+    /// Helm's layout read line by line, so that a merge costs little more than reading the
+    /// index: the YAML parser sees only the top-level lines, the chart key lines and the
+    /// sections a merge depends on (the merged chart's; when it is new, the first chart's for
+    /// the list style and the last one's for where it goes). Other charts' entries are copied,
+    /// not parsed. `None` when the text leaves that layout (documents, flow style, a top-level
+    /// scalar over several lines, tabs, a section the parser refuses): the caller walks it all.
+    fn by_lines(text: &str, name: &str) -> Option<Scan> {
+        #[derive(PartialEq)]
+        enum Region {
+            Start,
+            /// Under `key:`: its lines are its value.
+            Block,
+            /// After `key: scalar`: an indented line would continue the scalar.
+            Scalar,
+            Entries,
+        }
+        let mut scan = Scan::default();
+        let mut region = Region::Start;
+        let mut chart_column = None;
+        // Byte ranges of the charts' sections, from their key line to the next structural line.
+        let mut sections: Vec<(usize, usize)> = Vec::new();
+        let mut entries_end = None;
+        let mut offset = 0;
+        let mut deeper = String::new();
+        for line in text.split_inclusive('\n') {
+            let start = offset;
+            offset += line.len();
+            // Most lines are inside an entry: one comparison tells.
+            if !deeper.is_empty() && line.starts_with(deeper.as_str()) {
+                continue;
+            }
+            let body = line.trim_end_matches(['\n', '\r']);
+            let rest = body.trim_start_matches(' ');
+            let indent = body.len() - rest.len();
+            if rest.is_empty() || rest.starts_with('#') {
+                continue;
+            }
+            if rest.starts_with('\t') {
+                return None;
+            }
+            if indent == 0 {
+                if region == Region::Entries {
+                    deeper.clear();
+                    entries_end = Some(start);
+                    if let Some(last) = sections.last_mut() {
+                        last.1 = start;
+                    }
+                }
+                let (key, value) = key_line(body)?;
+                region = if matches!(value, LineValue::Empty) { Region::Block } else { Region::Scalar };
+                match (key.as_str(), value) {
+                    ("apiVersion", LineValue::Scalar(value, _)) if scan.api_version.is_none() => {
+                        scan.api_version = Some(value)
+                    }
+                    ("generated", LineValue::Scalar(_, (from, to))) if scan.generated.is_none() => {
+                        scan.generated = Some((start + from, start + to))
+                    }
+                    ("entries", LineValue::Empty) if scan.entries.is_none() => {
+                        region = Region::Entries;
+                        scan.entries = Some(EntriesNode { flow: false, empty: false, start, end: start, last_end: 0 });
+                    }
+                    ("apiVersion" | "generated" | "entries", _) => return None,
+                    _ => {}
+                }
+                continue;
+            }
+            match region {
+                Region::Start | Region::Scalar => return None,
+                Region::Block => continue,
+                Region::Entries => {}
+            }
+            let column = *chart_column.get_or_insert_with(|| {
+                deeper = " ".repeat(indent + 1);
+                indent
+            });
+            if indent > column {
+                continue;
+            }
+            if indent < column {
+                return None;
+            }
+            if rest == "-" || rest.starts_with("- ") {
+                if sections.is_empty() {
+                    return None;
+                }
+                continue;
+            }
+            let (key, LineValue::Empty) = key_line(rest)? else { return None };
+            if let Some(last) = sections.last_mut() {
+                last.1 = start;
+            }
+            sections.push((start, text.len()));
+            scan.chart_keys.push(ChartKey { name: key, line_start: start, column });
+        }
+        let entries_end = entries_end.unwrap_or(text.len());
+        let entries = scan.entries.as_mut()?;
+        if sections.is_empty() {
+            return None;
+        }
+        entries.end = entries_end;
+        let column = chart_column.unwrap_or(0);
+        match scan.chart_keys.iter().position(|k| k.name == name) {
+            Some(ours) => {
+                let (from, to) = sections[ours];
+                scan.section(text, from, to, name, column)?;
+            }
+            None => {
+                for &(from, to) in &sections {
+                    scan.section(text, from, to, name, column)?;
+                    if scan.dash_offset.is_some() {
+                        break;
+                    }
+                }
+                let (from, to) = *sections.last()?;
+                let mut last_end = 0;
+                walk_section(&text[from..to], |path, node| {
+                    if path.len() > 1 && !matches!(node.kind, NodeKind::MappingEnd | NodeKind::SequenceEnd) {
+                        last_end = last_end.max(from + node.end);
+                    }
+                })?;
+                scan.entries.as_mut()?.last_end = last_end;
+            }
+        }
+        Some(scan)
+    }
+
+    /// Parses one chart's section, `text[from..to]`.
+    fn section(&mut self, text: &str, from: usize, to: usize, name: &str, key_column: usize) -> Option<()> {
+        walk_section(&text[from..to], |path, node| {
+            if path.len() > 1 || node.kind != NodeKind::Key {
+                self.visit_entry(text, from, path, node, name, key_column);
+            }
+        })
+    }
+}
+
+/// Walks a chart's section on its own; `None` when it does not parse as one mapping.
+fn walk_section(section: &str, mut visit: impl FnMut(&[Seg], &yaml::Node<'_, '_>)) -> Option<()> {
+    let mut charts = 0;
+    yaml::walk(section, |node| {
+        if node.document > 0 {
+            charts = usize::MAX;
+            return false;
+        }
+        if node.path.len() == 1 && node.kind == NodeKind::Key {
+            charts += 1;
+        }
+        if !node.path.is_empty() {
+            visit(node.path, node);
+        }
+        true
+    })
+    .ok()?;
+    (charts == 1).then_some(())
+}
+
+/// What follows `key:` on a line on its own.
+enum LineValue {
+    /// Nothing: the value is on the lines below.
+    Empty,
+    /// A plain or quoted scalar, and its byte range in the line.
+    Scalar(String, (usize, usize)),
+    /// Something else complete on the line (`{}`, `[a, b]`).
+    Other,
+}
+
+/// A line holding `key:` or `key: value` (no anchor, no block scalar), as the parser reads it.
+fn key_line(line: &str) -> Option<(String, LineValue)> {
+    let mut key = None;
+    let mut value = LineValue::Empty;
+    let mut nodes = 0;
+    let mut valid = true;
+    let parsed = yaml::walk(line, |node| {
+        nodes += 1;
+        valid &= !node.anchored;
+        match (nodes, node.path.len(), node.kind) {
+            (1, 0, NodeKind::MappingStart { flow: false }) => {}
+            (2, 1, NodeKind::Key) => key = Some(node.value.to_string()),
+            (3, 1, NodeKind::Scalar(ScalarStyle::Plain)) if node.start == node.end => {}
+            (3, 1, NodeKind::Scalar(ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)) => {
+                value = LineValue::Scalar(node.value.to_string(), (node.start, node.end));
+            }
+            (3, 1, NodeKind::Scalar(_) | NodeKind::Alias) => valid = false,
+            (_, 0, NodeKind::MappingEnd) => {}
+            (_, 0, _) => valid = false,
+            (_, _, NodeKind::Key) if node.path.len() == 1 => valid = false,
+            _ => value = LineValue::Other,
+        }
+        true
+    });
+    if parsed.is_err() || !valid {
+        return None;
+    }
+    Some((key?, value))
 }
 
 fn line_start(text: &str, at: usize) -> usize {
@@ -435,16 +657,27 @@ mod tests {
         }
     }
 
+    /// Merges through `merge`, and checks that reading the whole text with the parser gives the
+    /// same result: the line reader must never change an answer, only its cost.
     fn merge_one(
         existing: Option<&str>,
         name: &str,
         version: &str,
         digest: &str,
-    ) -> Result<(String, Merged), IndexError> {
+    ) -> Result<(String, &'static str), IndexError> {
         let metadata = meta(name, version);
         let entry =
             NewEntry { metadata: &metadata, digest, url: format!("https://charts.example/{name}-{version}.tgz") };
-        merge(existing, &entry, NOW)
+        let merged = merge(existing, &entry, NOW);
+        assert_eq!(
+            merged,
+            merge_with(existing, &entry, NOW, Scan::walk),
+            "line reader and parser differ: {existing:?}"
+        );
+        merged.map(|m| match m {
+            Merged::Added(text) => (text, "added"),
+            Merged::AlreadyPublished => (existing.unwrap_or_default().to_string(), "already published"),
+        })
     }
 
     /// As Helm writes it (sigs.k8s.io/yaml): sorted keys, lists at their key's indentation.
@@ -494,7 +727,7 @@ generated: \"2025-01-02T03:04:05Z\"
     #[test]
     fn a_new_index() {
         let (text, merged) = merge_one(None, "bitcoin-operator", "0.2.0", "d2").unwrap();
-        assert_eq!(merged, Merged::Added);
+        assert_eq!(merged, "added");
         assert_eq!(text, format!("apiVersion: v1\nentries:\n  bitcoin-operator:\n{NEW_ITEM}generated: \"{NOW}\"\n"));
     }
 
@@ -551,7 +784,7 @@ generated: \"2025-01-02T03:04:05Z\"
     fn the_same_package_twice_changes_nothing() {
         let (once, _) = merge_one(Some(HELM_INDEX), "bitcoin-operator", "0.2.0", "d2").unwrap();
         let (twice, merged) = merge_one(Some(&once), "bitcoin-operator", "0.2.0", "d2").unwrap();
-        assert_eq!(merged, Merged::AlreadyPublished);
+        assert_eq!(merged, "already published");
         assert_eq!(twice, once);
     }
 
@@ -599,6 +832,75 @@ generated: \"2025-01-02T03:04:05Z\"
         for (text, want) in errors {
             assert_eq!(merge_one(Some(text), "bitcoin-operator", "0.2.0", "d2").unwrap_err(), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_line_reader_agrees_with_the_parser() {
+        // (case, index, whether the line reader handles it rather than leaving it to the parser)
+        let cases = [
+            ("Helm's layout", HELM_INDEX.to_string(), true),
+            ("CRLF", HELM_INDEX.replace('\n', "\r\n"), true),
+            ("no final line break", HELM_INDEX.trim_end().to_string(), true),
+            (
+                "comments everywhere",
+                HELM_INDEX
+                    .replace("entries:\n", "# top\nentries: # the charts\n# between\n")
+                    .replace("  zeta:\n", "  # zeta next\n  zeta: # z\n")
+                    .replace("generated:", "    # trailing\n# before\ngenerated:"),
+                true,
+            ),
+            (
+                "other top-level keys, nested and scalar",
+                HELM_INDEX.replace("entries:\n", "serverInfo:\n  contextPath: /x\n  a:\n  - b\nentries:\n")
+                    + "annotations: {}\n",
+                true,
+            ),
+            ("quoted keys and values", HELM_INDEX.replace("  zeta:", "  \"zeta\":").replace("apiVersion: v1", "\"apiVersion\": 'v1'"), true),
+            (
+                "a block scalar in an entry",
+                HELM_INDEX.replace("    digest: d3\n", "    description: |\n      # not a comment\n\n      zeta:\n    digest: d3\n")
+                    .replace("    digest: z1\n", "    digest: z1\n    notes: >-\n      last\n      # words\n"),
+                true,
+            ),
+            ("lists indented under their key", "apiVersion: v1\nentries:\n  op:\n    - name: op\n      version: 0.1.0\n      digest: a\n  zz:\n    - version: 1.0.0\n".into(), true),
+            ("charts at column 4", HELM_INDEX.replace("\n  ", "\n    "), true),
+            ("generated first, apiVersion last", "generated: \"2025-01-01T00:00:00Z\"\nentries:\n  a:\n  - version: 1.0.0\napiVersion: v1\n".into(), true),
+            ("a second document", format!("{HELM_INDEX}---\napiVersion: v2\n"), false),
+            ("a top-level scalar over two lines", HELM_INDEX.replace("apiVersion: v1\n", "apiVersion: v1\n  continued\n"), false),
+            ("a scalar after the entries over two lines", format!("{HELM_INDEX}x: a\n      b\n"), false),
+            ("flow style entries", "apiVersion: v1\nentries: {}\n".into(), false),
+            ("a chart in flow style", "apiVersion: v1\nentries:\n  bitcoin-operator: []\n".into(), false),
+            ("an anchor", HELM_INDEX.replace("entries:", "entries: &e"), false),
+            ("a tab", HELM_INDEX.replace("  zeta:", "\tzeta:"), false),
+            ("a list for entries", "apiVersion: v1\nentries:\n- a\n".into(), false),
+            ("duplicate generated", format!("{HELM_INDEX}generated: x\n"), false),
+            ("broken YAML in the merged chart", HELM_INDEX.replace("    digest: d1", "    digest: \"d1"), false),
+            ("entries without charts", "apiVersion: v1\nentries:\ngenerated: x\n".into(), false),
+        ];
+        for (name, text, by_lines) in &cases {
+            assert_eq!(Scan::by_lines(text, "bitcoin-operator").is_some(), *by_lines, "case {name}");
+            for (chart, version, digest) in [
+                ("bitcoin-operator", "0.2.0", "d2"),
+                ("bitcoin-operator", "0.9.0", "d9"),
+                ("bitcoin-operator", "0.0.1", "d0"),
+                ("bitcoin-operator", "0.3.0", "d3"),
+                ("bitcoin-operator", "0.1.0", "changed"),
+                ("aaa", "1.0.0", "a1"),
+                ("middle", "1.0.0", "m1"),
+                ("zz", "1.0.0", "z1"),
+            ] {
+                // merge_one fails the test when the two readers differ.
+                let _ = merge_one(Some(text), chart, version, digest);
+            }
+        }
+
+        // The one difference, by design: other charts' entries are copied, not parsed, so a
+        // flaw in them is left as it was found (Helm reported it when it wrote them).
+        let broken = HELM_INDEX.replace("    digest: z1", "    digest: \"z1");
+        let metadata = meta("bitcoin-operator", "0.2.0");
+        let entry = NewEntry { metadata: &metadata, digest: "d2", url: "x.tgz".into() };
+        assert!(matches!(merge(Some(&broken), &entry, NOW), Ok(Merged::Added(_))));
+        assert!(matches!(merge_with(Some(&broken), &entry, NOW, Scan::walk), Err(IndexError::Syntax(_))));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
+pub use granit_parser::ScalarStyle;
+use granit_parser::{Event, Parser, StructureStyle};
 
 /// One step of a path: a mapping key or a sequence index.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -68,11 +68,12 @@ fn publish_into(
         None => package.file_name.clone(),
     };
     let entry = index::NewEntry { metadata: &package.metadata, digest: &package.digest, url };
-    let (merged, outcome) = index::merge(existing.as_deref(), &entry, now)
-        .map_err(|e| UpdateError::Compute { file: "index.yaml".into(), message: e.to_string() })?;
-    if outcome == index::Merged::AlreadyPublished {
-        return Ok(Change::default());
-    }
+    let merged = match index::merge(existing.as_deref(), &entry, now)
+        .map_err(|e| UpdateError::Compute { file: "index.yaml".into(), message: e.to_string() })?
+    {
+        index::Merged::AlreadyPublished => return Ok(Change::default()),
+        index::Merged::Added(text) => text,
+    };
     let tgz = crate::files::inside(dir, Path::new(&package.file_name))?;
     if std::fs::read(&tgz).is_ok_and(|bytes| bytes != package.bytes) {
         return Err(UpdateError::Compute {
