@@ -2,6 +2,8 @@
 //! 127.0.0.1: `stagecoach promote` against the same steps done by the git CLI in a script (the
 //! seed's way: shallow clone, sed, commit, push), measured in the same run.
 //!
+//! Target: stagecoach within 1.1x of the script (median of 15 interleaved rounds).
+//!
 //!     cargo bench --bench promote        (needs nginx and fcgiwrap: .ci/run installs them)
 
 #![allow(dead_code)]
@@ -86,7 +88,9 @@ fn main() {
     println!("one promotion over HTTP with basic auth, median of {ROUNDS}:");
     println!("  stagecoach promote:            {:>7.1} ms", ours.as_secs_f64() * 1e3);
     println!("  git CLI script (clone/sed/commit/push): {:>7.1} ms", theirs.as_secs_f64() * 1e3);
-    println!("  ratio stagecoach / git script: {:.2}x", ours.as_secs_f64() / theirs.as_secs_f64());
+    let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
+    println!("  ratio stagecoach / git script: {ratio:.2}x");
+    println!("  target <= 1.1x: {}", if ratio <= 1.1 { "met" } else { "MISSED" });
     let commits = support::git(&server.bare("qa"), &["rev-list", "--count", "main"]);
     println!("  commits on the server: {commits} (1 seed + {} promotions)", 2 * ROUNDS);
 }

@@ -209,7 +209,7 @@ pub(super) fn network_timeout(
         },
         None => config.and_then(|c| c.network_timeout).unwrap_or(config::DEFAULT_NETWORK_TIMEOUT),
     };
-    if !crate::tools::git::set_network_timeout(timeout) {
+    if !crate::tools::libgit2::set_network_timeout(timeout) {
         tracing::debug!("libgit2's network timeout was not set: other threads run already");
     }
     Ok(timeout)

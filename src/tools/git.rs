@@ -152,6 +152,7 @@ pub struct Git2 {
 
 impl Git2 {
     pub fn new(secrets: Secrets) -> Self {
+        super::libgit2::register_stream();
         Self { secrets }
     }
 
@@ -444,26 +445,6 @@ impl Git2 {
             message: e.message().to_string(),
         };
         repo.graph_descendant_of(descendant, ancestor).map(Some).map_err(local)
-    }
-}
-
-/// How long libgit2 waits to connect to a git server, and for each answer of a connected one
-/// (a silent server, a stalled transfer). libgit2 keeps this in a process-wide option that is
-/// not synchronised, so it is set only while this is the process's one thread (before the
-/// async runtime starts); returns whether it was.
-#[allow(unsafe_code)]
-pub fn set_network_timeout(timeout: std::time::Duration) -> bool {
-    let single_threaded = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|status| status.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Threads:", "1"]));
-    if !single_threaded {
-        return false;
-    }
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: both calls write a C global that libgit2 reads when it opens a connection; no other
-    // thread exists (checked above), so nothing reads it while it is written.
-    unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(ms).is_ok()
-            && git2::opts::set_server_timeout_in_milliseconds(ms).is_ok()
     }
 }
 

@@ -6,6 +6,7 @@ pub mod git;
 pub mod helm;
 pub mod kind;
 pub mod kubectl;
+pub mod libgit2;
 
 use std::path::PathBuf;
 
