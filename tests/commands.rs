@@ -121,7 +121,10 @@ fn plan_prints_every_flow_in_order_with_concrete_actions() {
         format!("commit {head} (branch main, local git), image tag {short}"),
         "sh -c 'cargo build' (timeout 30m)".to_string(),
         "sh -c 'cargo test' (timeout 20m)".to_string(),
-        format!("docker build -f {}/Dockerfile {} as 127.0.0.1:5000/bitcoin-operator:{short}", dir, dir),
+        format!(
+            "docker build -f {}/Dockerfile {} as 127.0.0.1:5000/bitcoin-operator:{short} (a Dockerfile that only copies files into scratch: imported as one layer, no builder)",
+            dir, dir
+        ),
         format!("push 127.0.0.1:5000/bitcoin-operator:{short} (credentials"),
         "push 127.0.0.1:5000/bitcoin-operator:latest, once QA holds this build".to_string(),
         format!("unless QA's appVersion is a newer DEV commit (one {short} is an ancestor of)"),

@@ -318,3 +318,51 @@ fn a_build_that_is_not_pushed_writes_the_image_but_no_digest() {
     assert!(message.contains(&format!("Image: {repository}:{}\n", &head[..7])) && !message.contains("Image-Digest"));
     docker(&["rmi", "-f", &format!("{repository}:{}", &head[..7]), &format!("{repository}:latest")]);
 }
+
+/// The import a plain FROM scratch Dockerfile gets makes the image the builder makes: the same
+/// configuration and the same files. A line only the builder reads (`ARG`, changing neither)
+/// sends the second build to the builder.
+#[test]
+fn an_imported_scratch_image_is_the_image_the_builder_makes() {
+    if !docker_available() {
+        return;
+    }
+    let repository = "stagecoach-test/scratch-import";
+    let mut seen = Vec::new();
+    for (name, first_line, said) in [
+        ("imported", "", "only copies files into scratch: imported as one layer"),
+        ("built", "ARG UNUSED=1\n", "build context:"),
+    ] {
+        let dev = dev_repo(repository, false);
+        let d = dev.dir.path();
+        let dockerfile = std::fs::read_to_string(d.join("operator/Dockerfile")).unwrap();
+        std::fs::write(d.join("operator/Dockerfile"), format!("{first_line}{dockerfile}")).unwrap();
+        git(d, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-am", name]);
+        let run = stagecoach(d, &["--no-progress", "build-and-deploy", "--no-push"], &[]);
+        run.success();
+        assert!(run.stderr.contains(said), "{name}: {}", run.stderr);
+        let image = format!("{repository}:{}", &git(d, &["rev-parse", "HEAD"])[..7]);
+        let (ok, config) =
+            docker(&["image", "inspect", "--format", "{{json .Config}} {{.Os}}/{{.Architecture}}", &image]);
+        assert!(ok, "{config}");
+        let (ok, container) = docker(&["create", &image]);
+        assert!(ok, "{container}");
+        let exported = Command::new("docker").args(["export", container.trim()]).output().unwrap();
+        docker(&["rm", container.trim()]);
+        docker(&["rmi", "-f", &image, &format!("{repository}:latest")]);
+        let mut files = Vec::new();
+        for entry in tar::Archive::new(exported.stdout.as_slice()).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let header = entry.header().clone();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            files.push((path, header.mode().unwrap(), header.uid().unwrap(), header.gid().unwrap(), digest));
+        }
+        files.sort();
+        assert!(files.iter().any(|f| f.0 == "operator" && f.1 & 0o7777 == 0o755), "{name}: {files:?}");
+        seen.push((config, files));
+    }
+    assert_eq!(seen[0], seen[1], "the imported image differs from the built one");
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::SharedFacts;
+use crate::build_context::{ContextError, ScratchImage};
 use crate::record::{Detail, StageName};
 use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::docker::{DockerEngine, DockerError, RegistryAuth};
@@ -17,6 +18,12 @@ pub trait Images: Send + Sync {
         dockerfile: &str,
         tag: &str,
         on_line: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
+    fn import(
+        &self,
+        rootfs: Vec<u8>,
+        changes: &[String],
+        tag: &str,
     ) -> impl Future<Output = Result<String, DockerError>> + Send;
     fn tag(&self, image: &str, repository: &str, tag: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
     fn push(
@@ -38,6 +45,14 @@ impl Images for DockerEngine {
     ) -> impl Future<Output = Result<String, DockerError>> + Send {
         DockerEngine::build(self, context, dockerfile, tag, on_line)
     }
+    fn import(
+        &self,
+        rootfs: Vec<u8>,
+        changes: &[String],
+        tag: &str,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        DockerEngine::import(self, rootfs, changes, tag)
+    }
     fn tag(&self, image: &str, repository: &str, tag: &str) -> impl Future<Output = Result<(), DockerError>> + Send {
         DockerEngine::tag(self, image, repository, tag)
     }
@@ -50,6 +65,12 @@ impl Images for DockerEngine {
     ) -> impl Future<Output = Result<String, DockerError>> + Send {
         DockerEngine::push(self, repository, tag, auth, on_line)
     }
+}
+
+/// How an image is made: imported, or built from the context's tar.
+enum Recipe {
+    Import(ScratchImage),
+    Build(Vec<u8>),
 }
 
 pub struct BuildImage<I> {
@@ -69,18 +90,43 @@ impl<I: Images> Stage for BuildImage<I> {
 
     fn describe(&self) -> Vec<String> {
         let (dockerfile, context) = (self.dockerfile.display(), self.context.display());
-        vec![format!("docker build -f {dockerfile} {context} as {}:{}", self.repository, self.tag)]
+        vec![format!(
+            "docker build -f {dockerfile} {context} as {}:{} (a Dockerfile that only copies files into scratch: \
+             imported as one layer, no builder)",
+            self.repository, self.tag
+        )]
     }
 
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let (context, dockerfile) = (self.context.clone(), self.dockerfile.clone());
-            let tar = tokio::task::spawn_blocking(move || crate::build_context::tar(&context, &dockerfile)).await??;
-            ctx.line(&format!("build context: {} KiB", tar.len() / 1024));
-            let inside =
-                self.dockerfile.strip_prefix(&self.context).unwrap_or(&self.dockerfile).to_string_lossy().into_owned();
             let reference = format!("{}:{}", self.repository, self.tag);
-            let id = self.images.build(tar, &inside, &reference, &|l| ctx.line(l)).await?;
+            // The builder runs a container for each metadata instruction; a Dockerfile that
+            // only copies files into scratch is the same image imported as one layer.
+            let recipe = tokio::task::spawn_blocking(move || {
+                Ok::<_, ContextError>(match crate::build_context::scratch_image(&context, &dockerfile)? {
+                    Some(image) => Recipe::Import(image),
+                    None => Recipe::Build(crate::build_context::tar(&context, &dockerfile)?),
+                })
+            })
+            .await??;
+            let id = match recipe {
+                Recipe::Import(image) => {
+                    ctx.line(&format!(
+                        "{} only copies files into scratch: imported as one layer of {} KiB with {}",
+                        self.dockerfile.display(),
+                        image.rootfs.len() / 1024,
+                        image.changes.join("; ")
+                    ));
+                    self.images.import(image.rootfs, &image.changes, &reference).await?
+                }
+                Recipe::Build(tar) => {
+                    ctx.line(&format!("build context: {} KiB", tar.len() / 1024));
+                    let inside = self.dockerfile.strip_prefix(&self.context).unwrap_or(&self.dockerfile);
+                    let inside = inside.to_string_lossy().into_owned();
+                    self.images.build(tar, &inside, &reference, &|l| ctx.line(l)).await?
+                }
+            };
             ctx.detail(Detail::Image, &reference);
             ctx.detail(Detail::ImageId, &id);
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).image_id = Some(id);

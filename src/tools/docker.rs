@@ -225,6 +225,57 @@ impl DockerEngine {
         }
     }
 
+    /// `docker import`: an image of one layer, `rootfs`, with the metadata `changes` (Dockerfile
+    /// instructions) applied; tagged `tag`. Returns the image id.
+    ///
+    /// An import is stamped with the time it ran, so the same files imported twice would be two
+    /// images with two digests, where the builder's cache gives one. So the import's history
+    /// comment names what it was made of, and an image of `tag` or `<repository>:latest` made
+    /// of the same is tagged again instead.
+    pub async fn import(&self, rootfs: Vec<u8>, changes: &[String], tag: &str) -> Result<String, DockerError> {
+        let (repository, name) = match tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((repository, name)) => (repository, name),
+            None => (tag, "latest"),
+        };
+        let mut made_of = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut made_of, &rootfs);
+        for change in changes {
+            sha2::Digest::update(&mut made_of, [0]);
+            sha2::Digest::update(&mut made_of, change.as_bytes());
+        }
+        let comment = format!("stagecoach import of sha256:{:x}", sha2::Digest::finalize(made_of));
+        for candidate in [tag.to_string(), format!("{repository}:latest")] {
+            let same = self
+                .docker
+                .image_history(&candidate)
+                .await
+                .is_ok_and(|history| history.len() == 1 && history[0].comment == comment);
+            if same {
+                let id = self.inspect(&candidate).await?.id;
+                if candidate != tag {
+                    self.tag(&id, repository, name).await?;
+                }
+                return Ok(id);
+            }
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(repository)
+            .tag(name)
+            .message(&comment)
+            .changes(changes.to_vec())
+            .build();
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(item) = stream.next().await {
+            let info =
+                item.map_err(|e| DockerError::Build { message: self.mask(&e.to_string()), output: Vec::new() })?;
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Build { message: self.mask(&message), output: Vec::new() });
+            }
+        }
+        self.inspect(tag).await.map(|i| i.id)
+    }
+
     pub async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<(), DockerError> {
         let options = TagImageOptionsBuilder::default().repo(repository).tag(tag).build();
         self.docker
