@@ -11,6 +11,9 @@ use crate::tools::git;
 /// Marks a directory as the demo's own, so that a second run may wipe it.
 const MARKER: &str = ".stagecoach-demo";
 
+/// The DEV checkout, kept between runs.
+const DEV_WORK: &str = "dev-work";
+
 struct Demo<'a> {
     exe: PathBuf,
     work: PathBuf,
@@ -51,8 +54,22 @@ pub fn run(
                 work.display()
             )));
         }
-        std::fs::remove_dir_all(&work)
-            .map_err(|source| AppError::Io { what: format!("clearing {}", work.display()), source })?;
+        // All but the DEV checkout, which is brought up to date instead: files that did not
+        // change keep their timestamps, so cargo rebuilds nothing for them.
+        let entries = std::fs::read_dir(&work)
+            .map_err(|source| AppError::Io { what: format!("reading {}", work.display()), source })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_name() == DEV_WORK {
+                continue;
+            }
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|source| AppError::Io { what: format!("clearing {}", path.display()), source })?;
+        }
     }
     std::fs::create_dir_all(work.join("records"))
         .map_err(|source| AppError::Io { what: format!("creating {}", work.display()), source })?;
@@ -105,9 +122,8 @@ impl Demo<'_> {
         self.say(&format!("stagecoach demo in {}", w.display()))?;
 
         // DEV: this project as committed; QA: seeded from its chart; RELEASE: empty.
-        let dev_work = w.join("dev-work");
-        git2::Repository::clone(&self.project.display().to_string(), &dev_work)
-            .map_err(|e| fail(format!("cloning {}: {}", self.project.display(), e.message())))?;
+        let dev_work = w.join(DEV_WORK);
+        checkout_dev(&self.project, &dev_work)?;
         git::bare_clone(&dev_work, &w.join("dev.git")).map_err(local)?;
         let qa_seed = w.join("qa-seed");
         let exe = self.exe.clone();
@@ -132,8 +148,10 @@ impl Demo<'_> {
             ("STAGECOACH_RELEASE_URL".into(), w.join("release.git").display().to_string()),
             ("STAGECOACH_IMAGE".into(), image.clone()),
             ("STAGECOACH_CACHE_DIR".into(), self.project.join("target/stagecoach-cache").display().to_string()),
-            // A target directory of its own, kept between demos: sharing this project's would
-            // let the DEV build overwrite this project's binaries with the committed version.
+            // A target directory of its own, kept between demos. Not this project's, nor even
+            // its build directory alone: cargo names a workspace member's files by its path
+            // inside the workspace, so the DEV checkout's build of the committed version would
+            // overwrite this project's, and cargo would then take them as up to date here.
             ("CARGO_TARGET_DIR".into(), self.project.join("target/demo-build").display().to_string()),
         ];
         self.env = env;
@@ -193,6 +211,30 @@ impl Demo<'_> {
     }
 }
 
+/// `dir` holding the project's HEAD: cloned, or when a former demo left it, fetched and reset
+/// (its tags gone), so that unchanged files keep their timestamps.
+fn checkout_dev(project: &Path, dir: &Path) -> Result<(), AppError> {
+    let git =
+        |e: git2::Error| fail(format!("checking out {} in {}: {}", project.display(), dir.display(), e.message()));
+    let Ok(repo) = git2::Repository::open(dir) else {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|source| AppError::Io { what: format!("clearing {}", dir.display()), source })?;
+        }
+        return git2::Repository::clone(&project.display().to_string(), dir).map(drop).map_err(git);
+    };
+    let mut remote = repo.remote_anonymous(&project.display().to_string()).map_err(git)?;
+    remote.fetch(&["HEAD"], None, None).map_err(git)?;
+    let head = repo.find_reference("FETCH_HEAD").and_then(|r| r.peel_to_commit()).map_err(git)?;
+    repo.reset(head.as_object(), git2::ResetType::Hard, None).map_err(git)?;
+    let names = repo.tag_names(None).map_err(git)?;
+    let tags: Vec<String> = names.iter().filter_map(|t| t.ok().flatten()).map(String::from).collect();
+    for tag in tags {
+        repo.tag_delete(&tag).map_err(git)?;
+    }
+    Ok(())
+}
+
 fn which(tool: &str, outside: &Outside<'_>) -> bool {
     (outside.env)("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
@@ -213,4 +255,50 @@ fn registry_answers(host: &str) -> bool {
     stream.read_exact(&mut head).is_ok()
         && head.starts_with(b"HTTP/1.")
         && (head.ends_with(b"200") || head.ends_with(b"401"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(repo: &git2::Repository, file: &str, text: &str) -> git2::Oid {
+        let root = repo.workdir().unwrap();
+        std::fs::write(root.join(file), text).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new(file)).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        index.write().unwrap();
+        let who = git2::Signature::now("t", "t@t").unwrap();
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &who, &who, file, &tree, &parents).unwrap()
+    }
+
+    #[test]
+    fn the_dev_checkout_is_brought_up_to_date_keeping_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        let source = git2::Repository::init(&project).unwrap();
+        commit(&source, "kept.rs", "fn kept() {}\n");
+        commit(&source, "changed.rs", "1\n");
+        let work = dir.path().join("dev-work");
+        checkout_dev(&project, &work).unwrap();
+        let dev = git2::Repository::open(&work).unwrap();
+        dev.tag_lightweight("v0.1.0", &dev.head().unwrap().peel(git2::ObjectType::Commit).unwrap(), false).unwrap();
+        std::fs::write(work.join("changed.rs"), "edited by a former run\n").unwrap();
+        let kept = std::fs::metadata(work.join("kept.rs")).unwrap().modified().unwrap();
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let head = commit(&source, "changed.rs", "2\n");
+        checkout_dev(&project, &work).unwrap();
+        assert_eq!(dev.head().unwrap().target(), Some(head));
+        assert_eq!(std::fs::read_to_string(work.join("changed.rs")).unwrap(), "2\n");
+        assert_eq!(std::fs::metadata(work.join("kept.rs")).unwrap().modified().unwrap(), kept, "kept.rs was rewritten");
+        assert!(dev.tag_names(None).unwrap().is_empty(), "the former run's tag is still there");
+
+        // Something that is no repository is cloned over.
+        std::fs::remove_dir_all(work.join(".git")).unwrap();
+        checkout_dev(&project, &work).unwrap();
+        assert_eq!(git2::Repository::open(&work).unwrap().head().unwrap().target(), Some(head));
+    }
 }
