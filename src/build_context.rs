@@ -40,6 +40,16 @@ pub struct DockerIgnore {
 }
 
 impl DockerIgnore {
+    /// The context's `.dockerignore`; none is no rule.
+    pub fn of(context: &Path) -> Result<Self, ContextError> {
+        let path = context.join(".dockerignore");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ContextError::Io { path, source }),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, ContextError> {
         let mut rules = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -107,12 +117,7 @@ pub fn tar(context: &Path, dockerfile: &Path) -> Result<Vec<u8>, ContextError> {
         let path = path.to_path_buf();
         move |source| ContextError::Io { path, source }
     };
-    let ignore_path = context.join(".dockerignore");
-    let ignore = match std::fs::read_to_string(&ignore_path) {
-        Ok(text) => DockerIgnore::parse(&text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(e) => return Err(io(&ignore_path)(e)),
-    };
+    let ignore = DockerIgnore::of(context)?;
     let dockerfile_rel = dockerfile.strip_prefix(context).unwrap_or(dockerfile).to_string_lossy().replace('\\', "/");
     if !context.join(&dockerfile_rel).is_file() {
         return Err(ContextError::NoDockerfile {
@@ -177,12 +182,7 @@ pub fn scratch_image(context: &Path, dockerfile: &Path) -> Result<Option<Scratch
         move |source| ContextError::Io { path, source }
     };
     let text = std::fs::read_to_string(dockerfile).map_err(io(dockerfile))?;
-    let ignore_path = context.join(".dockerignore");
-    let ignore = match std::fs::read_to_string(&ignore_path) {
-        Ok(text) => DockerIgnore::parse(&text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(e) => return Err(io(&ignore_path)(e)),
-    };
+    let ignore = DockerIgnore::of(context)?;
     let mut from_scratch = false;
     let mut copies: Vec<(String, String)> = Vec::new();
     let mut changes = vec![SCRATCH_PATH.to_string()];
