@@ -64,6 +64,7 @@ fn setup(version: &str, name: &str) -> Option<Qa> {
             (
                 "integration.sh",
                 "echo \"integration at $(cat stamp.txt) with $KUBECONFIG\" >>\"$FAKE_LOG\"\n\
+                 echo \"integration cargo dirs: ${CARGO_TARGET_DIR:-none} ${CARGO_BUILD_BUILD_DIR:-none}\" >>\"$FAKE_LOG\"\n\
                  cp \"$KUBECONFIG\" \"$(dirname \"$FAKE_LOG\")/seen-kubeconfig\"\n",
             ),
         ],
@@ -240,11 +241,17 @@ fn a_dev_build_runs_in_order_in_parallel_where_declared_and_caches_the_node_imag
         return;
     }
     let Some(qa) = setup("0.1.1-dev.abcdef0", "order") else { return };
-    let run =
-        qa.run(&["--no-progress", "--report", "../run.json", "integration-test"], &[("FAKE_SLEEP", "kind create:2")]);
+    // A target directory shared by all builds on this machine would take the DEV checkout's
+    // build for its own workspace's (cargo names members' files by their path in the workspace).
+    let shared = [("CARGO_TARGET_DIR", "/tmp/shared-target"), ("CARGO_BUILD_BUILD_DIR", "/tmp/shared-build")];
+    let run = qa.run(
+        &["--no-progress", "--report", "../run.json", "integration-test"],
+        &[&[("FAKE_SLEEP", "kind create:2")][..], &shared].concat(),
+    );
     run.success();
     qa.assert_no_temporary_files();
     let calls = qa.calls();
+    assert!(calls.iter().any(|c| c == "integration cargo dirs: none none"), "{calls:#?}");
     let work = format!("{}/stagecoach-qa-", qa.tmp.display());
     let order = [
         "helm template bitcoin-operator ".to_string(),

@@ -294,7 +294,7 @@ impl<C: Cluster> Stage for IntegrationTests<C> {
             env.push_str(&format!(" KUBE_CONTEXT={context}"));
         }
         vec![format!(
-            "{} in {}, with {env}",
+            "{} in {}, with {env}, without CARGO_TARGET_DIR and CARGO_BUILD_BUILD_DIR",
             super::command::describe(&self.command, &self.withheld),
             self.dir.display()
         )]
@@ -302,8 +302,13 @@ impl<C: Cluster> Stage for IntegrationTests<C> {
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             let target = self.cluster.target();
-            let mut cmd =
-                super::command::cmd(&self.command, &self.dir, &self.withheld).env("KUBECONFIG", &target.kubeconfig);
+            // Its builds stay in the checkout, which goes with the run: in a target directory
+            // shared with other builds of this workspace, cargo would take the files of one
+            // checkout's members for another's (it names them by their path in the workspace).
+            let mut cmd = super::command::cmd(&self.command, &self.dir, &self.withheld)
+                .env("KUBECONFIG", &target.kubeconfig)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_BUILD_DIR");
             if let Some(context) = &target.context {
                 cmd = cmd.env("KUBE_CONTEXT", context);
             }
