@@ -216,8 +216,12 @@ enum ChartVerb {
     },
     /// Package a chart directory into a reproducible .tgz
     #[command(long_about = "Packages a chart directory like `helm package`, honouring .helmignore and leaving out \
-        CI files; the same chart always gives the same bytes.\n\n\
-        Changes: writes NAME-VERSION.tgz into --out.\nReads: no environment variables.")]
+        CI files; the same chart always gives the same bytes. With --sign, also the provenance file \
+        NAME-VERSION.tgz.prov (the chart's metadata and the package's sha256, clearsigned), as \
+        `helm package --sign` writes it.\n\n\
+        Changes: writes NAME-VERSION.tgz (and .prov) into --out.\n\
+        Reads: STAGECOACH_SIGNING_KEY (an ASCII-armored OpenPGP private key) and \
+        STAGECOACH_SIGNING_PASSPHRASE, with --sign only.")]
     Package {
         dir: PathBuf,
         /// Publish under this chart name
@@ -229,6 +233,10 @@ enum ChartVerb {
         /// Leave out this path (relative to the chart); repeatable [default: .travis.yml, .github, .gitlab-ci.yml, ci]
         #[arg(long, value_name = "PATH")]
         drop: Vec<String>,
+        /// Also write NAME-VERSION.tgz.prov, the provenance file `helm verify` checks, signed with
+        /// the key in STAGECOACH_SIGNING_KEY
+        #[arg(long)]
+        sign: bool,
     },
     /// Merge packages into a chart repository's index.yaml
     #[command(long_about = "Adds the packages in a chart repository directory to its index.yaml; existing \
@@ -302,8 +310,8 @@ impl Cli {
                 attempts: p.attempts,
             }),
             Verb::Chart(ChartVerb::Set { file, assignments, create }) => Action::ChartSet { file, assignments, create },
-            Verb::Chart(ChartVerb::Package { dir, rename, out, drop }) => {
-                Action::ChartPackage { dir, rename, out, drop }
+            Verb::Chart(ChartVerb::Package { dir, rename, out, drop, sign }) => {
+                Action::ChartPackage { dir, rename, out, drop, sign }
             }
             Verb::Chart(ChartVerb::Index { repo, url }) => Action::ChartIndex { repo, url },
             Verb::Demo { workdir } => Action::Demo { workdir },

@@ -15,6 +15,7 @@ mod image;
 mod junit;
 mod layout;
 mod promote;
+mod provenance;
 mod qa;
 mod race;
 mod registry;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::AppError;
+use crate::chart::provenance::{self, SigningKey};
 use crate::chart::{edit, index, package};
 use crate::files::{diff, write_atomically};
 
@@ -42,6 +43,7 @@ pub fn package(
     rename: Option<String>,
     out_dir: &Path,
     drop: Vec<String>,
+    sign: Option<&SigningKey>,
     dry_run: bool,
     stdout: &mut dyn std::io::Write,
 ) -> Result<(), AppError> {
@@ -51,12 +53,30 @@ pub fn package(
         package::package(dir, &package::Options { rename, drop }).map_err(|e| AppError::Failed(e.to_string()))?;
     let target = out_dir.join(&package.file_name);
     let summary = format!("{} ({} files, sha256 {})\n", target.display(), package.files.len(), package.digest);
+    // Signed before anything is written, so that a key that cannot sign leaves no package.
+    let prov = match sign {
+        Some(key) => {
+            let message = provenance::message(&package.metadata, &package.file_name, &package.digest);
+            Some((provenance::sign(key, &message).map_err(|e| AppError::Failed(e.to_string()))?, key.owner()))
+        }
+        None => None,
+    };
+    let prov_path = out_dir.join(format!("{}.prov", package.file_name));
     if dry_run {
-        return out(stdout, &format!("dry run: would write {summary}"));
+        out(stdout, &format!("dry run: would write {summary}"))?;
+        if let Some((_, owner)) = &prov {
+            out(stdout, &format!("dry run: would write {}, signed by {owner}\n", prov_path.display()))?;
+        }
+        return Ok(());
     }
     std::fs::create_dir_all(out_dir).map_err(io(format!("creating {}", out_dir.display())))?;
     write_atomically(&target, &package.bytes).map_err(io(format!("writing {}", target.display())))?;
-    out(stdout, &format!("wrote {summary}"))
+    out(stdout, &format!("wrote {summary}"))?;
+    if let Some((text, owner)) = prov {
+        write_atomically(&prov_path, text.as_bytes()).map_err(io(format!("writing {}", prov_path.display())))?;
+        out(stdout, &format!("wrote {}, signed by {owner}\n", prov_path.display()))?;
+    }
+    Ok(())
 }
 
 pub fn index(repo: &Path, url: Option<&str>, dry_run: bool, stdout: &mut dyn std::io::Write) -> Result<(), AppError> {

@@ -45,7 +45,7 @@ pub enum Action {
     Version,
     Promote(Promote),
     ChartSet { file: PathBuf, assignments: Vec<(String, String)>, create: bool },
-    ChartPackage { dir: PathBuf, rename: Option<String>, out: PathBuf, drop: Vec<String> },
+    ChartPackage { dir: PathBuf, rename: Option<String>, out: PathBuf, drop: Vec<String>, sign: bool },
     ChartIndex { repo: PathBuf, url: Option<String> },
     Init { kind: InitKind, dir: PathBuf, from: Option<PathBuf> },
     Demo { workdir: PathBuf },
@@ -160,13 +160,29 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
         Action::ChartSet { file, assignments, create } => {
             chart::set(&file, &assignments, create, global.dry_run, stdout)
         }
-        Action::ChartPackage { dir, rename, out, drop } => {
-            chart::package(&dir, rename, &out, drop, global.dry_run, stdout)
+        Action::ChartPackage { dir, rename, out, drop, sign } => {
+            let key = if sign { Some(signing_key(outside)?) } else { None };
+            chart::package(&dir, rename, &out, drop, key.as_ref(), global.dry_run, stdout)
         }
         Action::ChartIndex { repo, url } => chart::index(&repo, url.as_deref(), global.dry_run, stdout),
         Action::Demo { workdir } => demo::run(&workdir, &global, outside, stdout),
         Action::Init { kind, dir, from } => init::run(kind, &dir, from.as_deref(), &global, outside, stdout),
     }
+}
+
+/// The key `--sign` signs with: the armored private key in STAGECOACH_SIGNING_KEY, unlocked with
+/// STAGECOACH_SIGNING_PASSPHRASE when that is set.
+fn signing_key(outside: &Outside<'_>) -> Result<crate::chart::provenance::SigningKey, AppError> {
+    let Some(armored) = (outside.env)("STAGECOACH_SIGNING_KEY").filter(|k| !k.trim().is_empty()) else {
+        return Err(AppError::Credentials(
+            "--sign needs STAGECOACH_SIGNING_KEY: an ASCII-armored OpenPGP private key \
+             (gpg --armor --export-secret-keys KEY-ID); its passphrase, if any, in STAGECOACH_SIGNING_PASSPHRASE"
+                .into(),
+        ));
+    };
+    let passphrase = (outside.env)("STAGECOACH_SIGNING_PASSPHRASE");
+    crate::chart::provenance::SigningKey::from_armored(&armored, passphrase.as_deref())
+        .map_err(|e| AppError::Credentials(format!("STAGECOACH_SIGNING_KEY: {e}")))
 }
 
 fn write(out: &mut dyn std::io::Write, text: &str) -> Result<(), AppError> {

@@ -226,7 +226,7 @@ fn render_item(value: &Value, dash_column: usize, eol: &str) -> String {
     out
 }
 
-fn render_map_lines(value: &Value, column: usize, lines: &mut Vec<String>) {
+pub(super) fn render_map_lines(value: &Value, column: usize, lines: &mut Vec<String>) {
     let Value::Object(map) = value else { return };
     let pad = " ".repeat(column);
     for (key, value) in map {

@@ -6,5 +6,6 @@ pub mod ignore;
 pub mod index;
 pub mod meta;
 pub mod package;
+pub mod provenance;
 pub mod rendered;
 pub mod yaml;
