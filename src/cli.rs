@@ -250,6 +250,23 @@ enum ChartVerb {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Push a packaged chart to an OCI registry, as `helm push` does
+    #[command(long_about = "Pushes PACKAGE (and PACKAGE.prov beside it, if there is one) to the OCI repository \
+        as NAME:VERSION (`+` written `_`), with Helm's media types, then reads the manifest back and prints its \
+        digest. The same chart already there is left as it is; another one under the same version is refused. \
+        With --dry-run, prints the reference and the digest and pushes nothing.\n\n\
+        Changes: the OCI repository (nothing with --dry-run).\n\
+        Reads: the credentials `docker login` stored ($DOCKER_CONFIG/config.json or ~/.docker/config.json, \
+        credential helpers too); STAGECOACH_NETWORK_TIMEOUT.")]
+    Push {
+        /// The packaged chart (.tgz)
+        package: PathBuf,
+        /// oci://HOST[:PORT]/PATH
+        repository: String,
+        /// Talk HTTP, not HTTPS, to the registry (a registry on this machine)
+        #[arg(long)]
+        plain_http: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -314,6 +331,9 @@ impl Cli {
                 Action::ChartPackage { dir, rename, out, drop, sign }
             }
             Verb::Chart(ChartVerb::Index { repo, url }) => Action::ChartIndex { repo, url },
+            Verb::Chart(ChartVerb::Push { package, repository, plain_http }) => {
+                Action::ChartPush { package, repository, plain_http }
+            }
             Verb::Demo { workdir } => Action::Demo { workdir },
             Verb::Init { kind, dir, from } => {
                 let kind = match kind {

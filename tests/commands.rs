@@ -11,6 +11,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["chart", "set"],
     &["chart", "package"],
     &["chart", "index"],
+    &["chart", "push"],
     &["plan"],
     &["demo"],
     &["init"],

@@ -47,6 +47,22 @@ impl Registry {
         })
     }
 
+    /// The manifest `name:tag` names, as JSON, if any.
+    pub fn manifest(&self, name: &str, tag: &str) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
+        write!(
+            stream,
+            "GET /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+            self.host
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.lines().next()?.contains(" 200 ").then(|| serde_json::from_str(body).unwrap())
+    }
+
     /// The tags the registry holds for `name` (none for a name never pushed).
     pub fn tags(&self, name: &str) -> Vec<String> {
         use std::io::{Read, Write};

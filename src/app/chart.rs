@@ -6,6 +6,7 @@ use super::AppError;
 use crate::chart::provenance::{self, SigningKey};
 use crate::chart::{edit, index, package};
 use crate::files::{diff, write_atomically};
+use crate::tools::oci;
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AppError {
     let what = what.into();
@@ -129,4 +130,61 @@ pub fn index(repo: &Path, url: Option<&str>, dry_run: bool, stdout: &mut dyn std
         return out(stdout, "dry run: nothing written\n");
     }
     write_atomically(&index_path, after.as_bytes()).map_err(io(format!("writing {}", index_path.display())))
+}
+
+/// `chart push`: the package (with `PACKAGE.prov` beside it, if there is one) to an OCI
+/// repository, as `helm push` does; the version already there with the same manifest is left
+/// as it is, with another one refused.
+pub fn push(
+    package_path: &Path,
+    repository: &str,
+    plain_http: bool,
+    timeout: std::time::Duration,
+    dry_run: bool,
+    stdout: &mut dyn std::io::Write,
+) -> Result<(), AppError> {
+    let bytes = std::fs::read(package_path).map_err(io(format!("reading {}", package_path.display())))?;
+    let metadata =
+        package::read_metadata(&bytes).map_err(|e| AppError::Failed(format!("{}: {e}", package_path.display())))?;
+    let prov_path = package_path.with_file_name(format!(
+        "{}.prov",
+        package_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let provenance = match std::fs::read(&prov_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(format!("reading {}", prov_path.display()))(e)),
+    };
+    let reference =
+        oci::reference(repository, &metadata.name, &metadata.version).map_err(|e| AppError::Usage(e.to_string()))?;
+    let chart = oci::Chart { metadata: &metadata, package: &bytes, provenance: provenance.as_deref() };
+    let digest = oci::digest(&oci::manifest(&chart).0);
+    let signed = if provenance.is_some() { format!(" with {}", prov_path.display()) } else { String::new() };
+    if dry_run {
+        return out(stdout, &format!("dry run: would push {reference}{signed} (manifest {digest})\n"));
+    }
+    let host = reference.split('/').next().unwrap_or_default().to_string();
+    let auth = oci::Oci::docker_login(&host);
+    let client = oci::Oci::new(plain_http, timeout);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AppError::Io { what: "starting the runtime".into(), source })?;
+    let failed = |e: oci::OciError| AppError::Failed(e.to_string());
+    runtime.block_on(async {
+        match client.manifest_digest(&reference, &auth).await.map_err(failed)? {
+            Some(there) if there == digest => {
+                return out(stdout, &format!("{reference}: already there (manifest {digest})\n"));
+            }
+            Some(there) => {
+                return Err(AppError::Failed(format!(
+                    "{reference} is already published as manifest {there}, and this package makes {digest}; \
+                     a published chart is never replaced: bump the version"
+                )));
+            }
+            None => {}
+        }
+        let pushed = client.push(&reference, &chart, &auth).await.map_err(failed)?;
+        out(stdout, &format!("pushed {reference}{signed}\ndigest: {pushed}\n"))
+    })
 }

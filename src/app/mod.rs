@@ -46,6 +46,7 @@ pub enum Action {
     Promote(Promote),
     ChartSet { file: PathBuf, assignments: Vec<(String, String)>, create: bool },
     ChartPackage { dir: PathBuf, rename: Option<String>, out: PathBuf, drop: Vec<String>, sign: bool },
+    ChartPush { package: PathBuf, repository: String, plain_http: bool },
     ChartIndex { repo: PathBuf, url: Option<String> },
     Init { kind: InitKind, dir: PathBuf, from: Option<PathBuf> },
     Demo { workdir: PathBuf },
@@ -165,6 +166,10 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
             chart::package(&dir, rename, &out, drop, key.as_ref(), global.dry_run, stdout)
         }
         Action::ChartIndex { repo, url } => chart::index(&repo, url.as_deref(), global.dry_run, stdout),
+        Action::ChartPush { package, repository, plain_http } => {
+            let timeout = network_timeout(&global, outside, None)?;
+            chart::push(&package, &repository, plain_http, timeout, global.dry_run, stdout)
+        }
         Action::Demo { workdir } => demo::run(&workdir, &global, outside, stdout),
         Action::Init { kind, dir, from } => init::run(kind, &dir, from.as_deref(), &global, outside, stdout),
     }

@@ -7,6 +7,7 @@ pub mod helm;
 pub mod kind;
 pub mod kubectl;
 pub mod libgit2;
+pub mod oci;
 
 use std::path::PathBuf;
 

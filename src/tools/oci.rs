@@ -1,0 +1,182 @@
+//! OCI registries, for Helm charts: a package (and its provenance file) pushed the way
+//! `helm push` does, with Helm's media types, and the manifest's digest read back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest, OciManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use crate::chart::meta::Metadata;
+
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
+pub const CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+pub const PROVENANCE_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.provenance.v1.prov";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("{0}: not an OCI repository; write oci://HOST[:PORT]/PATH")]
+    Repository(String),
+    #[error("{reference}: {what}: {message}")]
+    Registry { reference: String, what: &'static str, message: String },
+    #[error(
+        "{reference}: {what}: the registry refused the credentials, or asks for some; `docker login {host}` \
+         stores the ones chart push uses"
+    )]
+    Unauthorized { reference: String, what: &'static str, host: String },
+    #[error("{reference}: the registry holds manifest {found} after the push, not the {pushed} pushed")]
+    Mismatch { reference: String, pushed: String, found: String },
+}
+
+/// A chart as it is pushed.
+pub struct Chart<'a> {
+    pub metadata: &'a Metadata,
+    pub package: &'a [u8],
+    pub provenance: Option<&'a [u8]>,
+}
+
+/// `HOST/PATH/NAME:TAG` for chart `name` at `version` under `oci://HOST/PATH`; the tag is the
+/// version with `+` written `_`, as Helm writes it (a tag cannot hold `+`).
+pub fn reference(repository: &str, name: &str, version: &str) -> Result<String, OciError> {
+    let base = repository.strip_prefix("oci://").map(|b| b.trim_end_matches('/'));
+    match base {
+        Some(base) if !base.is_empty() && !base.starts_with('/') => {
+            Ok(format!("{base}/{name}:{}", version.replace('+', "_")))
+        }
+        _ => Err(OciError::Repository(repository.to_string())),
+    }
+}
+
+/// The manifest `helm push` writes for `chart`: the metadata as the config, the package, then
+/// the provenance file. No creation time, so that the same chart is the same manifest.
+pub fn manifest(chart: &Chart<'_>) -> (OciImageManifest, Config, Vec<ImageLayer>) {
+    let config =
+        Config::new(serde_json::to_vec(chart.metadata).unwrap_or_default(), CONFIG_MEDIA_TYPE.to_string(), None);
+    let mut layers = vec![ImageLayer::new(chart.package.to_vec(), CHART_MEDIA_TYPE.to_string(), None)];
+    if let Some(provenance) = chart.provenance {
+        layers.push(ImageLayer::new(provenance.to_vec(), PROVENANCE_MEDIA_TYPE.to_string(), None));
+    }
+    let metadata = chart.metadata;
+    let mut annotations = BTreeMap::from([
+        ("org.opencontainers.image.title".to_string(), metadata.name.clone()),
+        ("org.opencontainers.image.version".to_string(), metadata.version.clone()),
+    ]);
+    if let Some(description) = metadata.description.as_ref().filter(|d| !d.is_empty()) {
+        annotations.insert("org.opencontainers.image.description".into(), description.clone());
+    }
+    let mut manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+    manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
+    (manifest, config, layers)
+}
+
+/// The sha256 digest of a manifest as oci-client sends it (canonical JSON).
+pub fn digest(manifest: &OciImageManifest) -> String {
+    let mut bytes = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, olpc_cjson::CanonicalFormatter::new());
+    serde::Serialize::serialize(&OciManifest::Image(manifest.clone()), &mut serializer).unwrap_or_default();
+    format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+pub struct Oci {
+    client: Client,
+}
+
+impl Oci {
+    /// A client over HTTPS, or plain HTTP; `timeout` bounds connecting and each read.
+    pub fn new(plain_http: bool, timeout: Duration) -> Self {
+        let config = ClientConfig {
+            protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            connect_timeout: Some(timeout),
+            read_timeout: Some(timeout),
+            ..ClientConfig::default()
+        };
+        Self { client: Client::new(config) }
+    }
+
+    /// The credentials `docker login` stored for `host` (config.json, or its credential
+    /// helper); none is anonymous.
+    pub fn docker_login(host: &str) -> RegistryAuth {
+        match docker_credential::get_credential(host) {
+            Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
+                RegistryAuth::Basic(user, password)
+            }
+            Ok(docker_credential::DockerCredential::IdentityToken(token)) => RegistryAuth::Bearer(token),
+            Err(_) => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// The digest of the manifest `reference` names, or `None` when there is none.
+    pub async fn manifest_digest(&self, reference: &str, auth: &RegistryAuth) -> Result<Option<String>, OciError> {
+        let parsed = parse(reference)?;
+        use oci_client::errors::{OciDistributionError, OciErrorCode};
+        match self.client.fetch_manifest_digest(&parsed, auth).await {
+            Ok(digest) => Ok(Some(digest)),
+            Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(None),
+            Err(OciDistributionError::RegistryError { envelope, .. })
+                if envelope
+                    .errors
+                    .iter()
+                    .all(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(registry_error(reference, "reading the manifest", &e)),
+        }
+    }
+
+    /// Pushes `chart` as `reference`, reads the manifest back and returns its digest.
+    pub async fn push(&self, reference: &str, chart: &Chart<'_>, auth: &RegistryAuth) -> Result<String, OciError> {
+        let parsed = parse(reference)?;
+        let (manifest, config, layers) = manifest(chart);
+        let pushed = digest(&manifest);
+        self.client
+            .push(&parsed, &layers, config, auth, Some(manifest))
+            .await
+            .map_err(|e| registry_error(reference, "pushing", &e))?;
+        match self.manifest_digest(reference, auth).await? {
+            Some(found) if found == pushed => Ok(pushed),
+            found => {
+                Err(OciError::Mismatch { reference: reference.into(), pushed, found: found.unwrap_or("none".into()) })
+            }
+        }
+    }
+}
+
+fn parse(reference: &str) -> Result<Reference, OciError> {
+    reference.parse().map_err(|e: oci_client::ParseError| OciError::Registry {
+        reference: reference.into(),
+        what: "reading the reference",
+        message: e.to_string(),
+    })
+}
+
+fn registry_error(reference: &str, what: &'static str, error: &oci_client::errors::OciDistributionError) -> OciError {
+    if let oci_client::errors::OciDistributionError::UnauthorizedError { .. } = error {
+        let host = reference.split('/').next().unwrap_or_default().to_string();
+        return OciError::Unauthorized { reference: reference.into(), what, host };
+    }
+    OciError::Registry { reference: reference.into(), what, message: error.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_table() {
+        let cases = [
+            ("oci://127.0.0.1:5000/charts", "op", "1.2.3", Ok("127.0.0.1:5000/charts/op:1.2.3")),
+            ("oci://registry.example/a/b/", "op", "1.2.3+build.5", Ok("registry.example/a/b/op:1.2.3_build.5")),
+            ("oci://host", "op", "0.1.0-dev.abc", Ok("host/op:0.1.0-dev.abc")),
+            ("https://host/charts", "op", "1.0.0", Err(())),
+            ("oci://", "op", "1.0.0", Err(())),
+            ("oci:///charts", "op", "1.0.0", Err(())),
+        ];
+        for (repository, name, version, want) in cases {
+            let got = reference(repository, name, version).map_err(|_| ());
+            assert_eq!(got, want.map(String::from), "{repository}");
+        }
+    }
+}
