@@ -86,6 +86,8 @@ pub struct Oci {
 impl Oci {
     /// A client over HTTPS, or plain HTTP; `timeout` bounds connecting and each read.
     pub fn new(plain_http: bool, timeout: Duration) -> Self {
+        // Already installed is fine: it is the same one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
             protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
             connect_timeout: Some(timeout),
