@@ -105,8 +105,7 @@ pub fn registry_auth(
         },
         None if config.image.credentials.is_some() => None,
         None => {
-            let dir = env("DOCKER_CONFIG").or_else(|| env("HOME").map(|home| format!("{home}/.docker")));
-            let text = dir.and_then(|dir| std::fs::read_to_string(format!("{dir}/config.json")).ok());
+            let text = docker::docker_config(env);
             text.and_then(|text| docker::auth_from_docker_config(&text, docker::registry_of(&config.image.repository)))
         }
     };

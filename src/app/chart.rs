@@ -140,6 +140,7 @@ pub fn push(
     repository: &str,
     plain_http: bool,
     timeout: std::time::Duration,
+    env: crate::config::Env<'_>,
     dry_run: bool,
     stdout: &mut dyn std::io::Write,
 ) -> Result<(), AppError> {
@@ -164,7 +165,9 @@ pub fn push(
         return out(stdout, &format!("dry run: would push {reference}{signed} (manifest {digest})\n"));
     }
     let host = reference.split('/').next().unwrap_or_default().to_string();
-    let auth = oci::Oci::docker_login(&host);
+    let login =
+        crate::tools::docker::docker_config(env).and_then(|t| crate::tools::docker::auth_from_docker_config(&t, &host));
+    let auth = oci::Oci::auth(login.as_ref());
     let client = oci::Oci::new(plain_http, timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -168,7 +168,7 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
         Action::ChartIndex { repo, url } => chart::index(&repo, url.as_deref(), global.dry_run, stdout),
         Action::ChartPush { package, repository, plain_http } => {
             let timeout = network_timeout(&global, outside, None)?;
-            chart::push(&package, &repository, plain_http, timeout, global.dry_run, stdout)
+            chart::push(&package, &repository, plain_http, timeout, outside.env, global.dry_run, stdout)
         }
         Action::Demo { workdir } => demo::run(&workdir, &global, outside, stdout),
         Action::Init { kind, dir, from } => init::run(kind, &dir, from.as_deref(), &global, outside, stdout),

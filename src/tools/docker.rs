@@ -65,56 +65,27 @@ pub fn registry_of(repository: &str) -> &str {
     }
 }
 
-/// Credentials for `registry` from `~/.docker/config.json` (`auths.<registry>.auth`), if any.
-/// Credential helpers (`credsStore`) are not consulted: name the variables in the pipeline file.
+/// Credentials for `registry` from a docker `config.json` (`auths.<registry>`, under the names
+/// `docker login` writes), or from the credential helper it names (`credsStore`, `credHelpers`).
 pub fn auth_from_docker_config(config_json: &str, registry: &str) -> Option<RegistryAuth> {
-    let value: serde_json::Value = serde_json::from_str(config_json).ok()?;
-    let auths = value.get("auths")?.as_object()?;
-    let keys = [registry.to_string(), format!("https://{registry}"), format!("http://{registry}")];
     let keys: Vec<String> = if registry == "docker.io" {
         vec!["https://index.docker.io/v1/".into(), "docker.io".into()]
     } else {
-        keys.to_vec()
+        vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")]
     };
-    let entry = keys.iter().find_map(|k| auths.get(k))?;
-    let encoded = entry.get("auth")?.as_str()?;
-    let decoded = String::from_utf8(base64_decode(encoded)?).ok()?;
-    let (username, password) = decoded.split_once(':')?;
-    Some(RegistryAuth { username: username.into(), password: password.into() })
+    keys.iter().find_map(|key| match docker_credential::get_credential_from_reader(config_json.as_bytes(), key) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
+            Some(RegistryAuth { username, password })
+        }
+        _ => None,
+    })
 }
 
-/// Standard base64 (padding optional); `None` on anything else.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes: Vec<u8> = text.trim().trim_end_matches('=').bytes().collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= value(*c)? << (18 - 6 * i);
-        }
-        let n = chunk.len();
-        if n < 2 {
-            return None;
-        }
-        out.push((acc >> 16) as u8);
-        if n > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if n > 3 {
-            out.push(acc as u8);
-        }
-    }
-    Some(out)
+/// The docker `config.json` of this environment: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`.
+pub fn docker_config(env: crate::config::Env<'_>) -> Option<String> {
+    let dir = env("DOCKER_CONFIG").or_else(|| env("HOME").map(|home| format!("{home}/.docker")));
+    dir.and_then(|dir| std::fs::read_to_string(format!("{dir}/config.json")).ok())
 }
 
 /// The real engine.

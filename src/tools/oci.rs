@@ -97,15 +97,11 @@ impl Oci {
         Self { client: Client::new(config) }
     }
 
-    /// The credentials `docker login` stored for `host` (config.json, or its credential
-    /// helper); none is anonymous.
-    pub fn docker_login(host: &str) -> RegistryAuth {
-        match docker_credential::get_credential(host) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
-                RegistryAuth::Basic(user, password)
-            }
-            Ok(docker_credential::DockerCredential::IdentityToken(token)) => RegistryAuth::Bearer(token),
-            Err(_) => RegistryAuth::Anonymous,
+    /// `auth` as the registry takes it; none is anonymous.
+    pub fn auth(auth: Option<&crate::tools::docker::RegistryAuth>) -> RegistryAuth {
+        match auth {
+            Some(auth) => RegistryAuth::Basic(auth.username.clone(), auth.password.clone()),
+            None => RegistryAuth::Anonymous,
         }
     }
 
