@@ -145,6 +145,18 @@ pub struct Chart {
     /// Where the RELEASE repository is served; index entries point there, and a release is
     /// checked there after the push.
     pub base_url: Option<String>,
+    /// An OCI repository releases are also pushed to.
+    pub oci: Option<OciRepository>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OciRepository {
+    /// `oci://HOST[:PORT]/PATH`
+    pub url: String,
+    /// The credentials entry for it; without one, what `docker login` stored.
+    pub credentials: Option<String>,
+    /// HTTP instead of HTTPS (a registry on this machine).
+    pub plain_http: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -510,6 +522,9 @@ struct RawChart {
     release_name: Option<Text>,
     drop: Option<Vec<Text>>,
     base_url: Option<Text>,
+    oci: Option<Text>,
+    oci_credentials: Option<Text>,
+    oci_plain_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -641,7 +656,7 @@ impl Checker<'_> {
             context: self.opt_text(&raw.image.context, "image.context").unwrap_or(".".into()).into(),
             credentials: self.reference(&raw.image.credentials, "image.credentials", &credential_names),
         };
-        let chart = self.chart(&raw.chart);
+        let chart = self.chart(&raw.chart, &credential_names);
         let cluster = self.cluster(&raw.cluster);
         let pulled_images = raw
             .cluster
@@ -753,7 +768,7 @@ impl Checker<'_> {
         Repository { url, branch, credentials }
     }
 
-    fn chart(&mut self, raw: &RawChart) -> Chart {
+    fn chart(&mut self, raw: &RawChart, credential_names: &[String]) -> Chart {
         let name = self.checked(&raw.name, "chart.name", validate_chart_name);
         let release_name = match &raw.release_name {
             Some(value) => self.checked(value, "chart.release_name", validate_chart_name),
@@ -779,8 +794,17 @@ impl Checker<'_> {
                 }
             })
         });
+        let oci = raw.oci.as_ref().map(|value| OciRepository {
+            url: self.checked(value, "chart.oci", |url| match url.strip_prefix("oci://") {
+                Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+                _ => Err(format!("{url:?} is not an OCI repository; write oci://HOST[:PORT]/PATH")),
+            }),
+            credentials: self.reference(&raw.oci_credentials, "chart.oci_credentials", credential_names),
+            plain_http: raw.oci_plain_http.unwrap_or(false),
+        });
         Chart {
             base_url,
+            oci,
             path: match &raw.path {
                 // Inside the QA repository: stagecoach writes there.
                 Some(path) => self

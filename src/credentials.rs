@@ -79,14 +79,26 @@ pub fn repo_auth(
     }
 }
 
-/// Registry credentials: the named entry, else `auths` of the Docker client configuration
-/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), else none.
+/// The image registry's credentials: see [`registry_auth_for`].
 pub fn registry_auth(
     config: &Config,
     env: Env<'_>,
     secrets: &mut Secrets,
 ) -> Result<Option<RegistryAuth>, CredentialError> {
-    let named = config.image.credentials.as_deref().map(|name| entry(config, name).map(|c| (name, c))).transpose()?;
+    let registry = docker::registry_of(&config.image.repository);
+    registry_auth_for(config, config.image.credentials.as_deref(), registry, env, secrets)
+}
+
+/// Credentials for `registry`: the entry `credentials` names, else what `docker login` stored
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, or its credential helper), else none.
+pub fn registry_auth_for(
+    config: &Config,
+    credentials: Option<&str>,
+    registry: &str,
+    env: Env<'_>,
+    secrets: &mut Secrets,
+) -> Result<Option<RegistryAuth>, CredentialError> {
+    let named = credentials.map(|name| entry(config, name).map(|c| (name, c))).transpose()?;
     let auth = match named.filter(|(name, c)| !unset_optional(config, name, c, env)) {
         Some((name, credential)) => match credential {
             Credential::Password { username: user, password_env } => {
@@ -103,11 +115,8 @@ pub fn registry_auth(
                 )));
             }
         },
-        None if config.image.credentials.is_some() => None,
-        None => {
-            let text = docker::docker_config(env);
-            text.and_then(|text| docker::auth_from_docker_config(&text, docker::registry_of(&config.image.repository)))
-        }
+        None if credentials.is_some() => None,
+        None => docker::docker_config(env).and_then(|text| docker::auth_from_docker_config(&text, registry)),
     };
     if let Some(auth) = &auth {
         secrets.add(auth.password.clone());

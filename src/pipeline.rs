@@ -85,7 +85,25 @@ pub struct RunSettings<'a> {
     pub describe_only: bool,
 }
 
+/// The RELEASE repository's git credentials, and the OCI repository's when releases go there.
+pub struct ReleaseAuth {
+    git: crate::tools::git::Auth,
+    oci: Option<crate::tools::docker::RegistryAuth>,
+}
+
 impl RunSettings<'_> {
+    fn release_auth(&self, config: &Config, secrets: &mut Secrets) -> Result<ReleaseAuth, SetupError> {
+        let git = self.repo_auth(config, &config.repositories.release, secrets)?;
+        let oci = match (&config.chart.oci, self.describe_only) {
+            (Some(oci), false) => {
+                let host = oci.url.trim_start_matches("oci://").split('/').next().unwrap_or_default();
+                credentials::registry_auth_for(config, oci.credentials.as_deref(), host, self.env, secrets)?
+            }
+            _ => None,
+        };
+        Ok(ReleaseAuth { git, oci })
+    }
+
     fn registry_auth(
         &self,
         config: &Config,
@@ -333,7 +351,7 @@ pub async fn integration_test(
     };
     let registry_auth = settings.registry_auth(config, secrets)?;
     let dev_auth = settings.repo_auth(config, &config.repositories.dev, secrets)?;
-    let release_auth = settings.repo_auth(config, &config.repositories.release, secrets)?;
+    let release_auth = settings.release_auth(config, secrets)?;
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
     // whatever lay inside would be installed and packaged with it. A plan creates none.
     let work = match settings.describe_only {
@@ -409,7 +427,7 @@ struct Qa<'a> {
     spawner: Spawner,
     registry_auth: Option<crate::tools::docker::RegistryAuth>,
     dev_auth: crate::tools::git::Auth,
-    release_auth: crate::tools::git::Auth,
+    release_auth: ReleaseAuth,
     work: Option<Arc<tempfile::TempDir>>,
     work_dir: std::path::PathBuf,
     keep_cluster: bool,
@@ -517,7 +535,7 @@ pub fn release(
     expect: Expectation,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
-    let auth = settings.repo_auth(config, &config.repositories.release, secrets)?;
+    let auth = settings.release_auth(config, secrets)?;
     Ok(Plan::new().then(release_stage(config, settings, auth, expect, secrets)))
 }
 
@@ -525,14 +543,23 @@ pub fn release(
 fn release_stage(
     config: &Config,
     settings: &RunSettings<'_>,
-    auth: crate::tools::git::Auth,
+    auth: ReleaseAuth,
     expect: Expectation,
     secrets: &Secrets,
 ) -> crate::stages::release::Release {
     let release = &config.repositories.release;
+    let oci = config.chart.oci.as_ref().map(|oci| crate::stages::release::OciRelease {
+        url: oci.url.clone(),
+        client: crate::tools::oci::Oci::new(oci.plain_http, settings.network_timeout),
+        auth: crate::tools::oci::Oci::auth(auth.oci.as_ref()),
+        credentials: match &oci.credentials {
+            Some(name) => credentials(config, Some(name)),
+            None => "credentials from docker login, if any".into(),
+        },
+    });
     crate::stages::release::Release {
         git: Git2::new(secrets.clone()),
-        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth },
+        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth: auth.git },
         credentials: credentials(config, release.credentials.as_deref()),
         chart_dir: config.resolve(&config.chart.path),
         package: package_options(config),
@@ -544,6 +571,7 @@ fn release_stage(
         expect,
         serve_timeout: serve_timeout(settings.env),
         network_timeout: settings.network_timeout,
+        oci,
     }
 }
 

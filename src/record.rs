@@ -69,6 +69,8 @@ names! {
         QaCommit = "qa_commit",
         Package = "package",
         ReleaseCommit = "release_commit",
+        OciReference = "oci_reference",
+        OciDigest = "oci_digest",
         Served = "served",
         NodeImageCache = "node_image_cache",
         NodeImageLoadedMs = "node_image_loaded_ms",

@@ -88,6 +88,19 @@ const CASES: &[Case] = &[
         want: "16:9: chart.name: \"bitcoin operator\" is not a valid chart name",
     },
     Case {
+        name: "an OCI repository that is not one",
+        edit: ("  name: bitcoin-operator\n", "  name: bitcoin-operator\n  oci: https://registry.example/charts\n"),
+        want: "17:8: chart.oci: \"https://registry.example/charts\" is not an OCI repository; write oci://HOST[:PORT]/PATH",
+    },
+    Case {
+        name: "OCI credentials that are not an entry",
+        edit: (
+            "  name: bitcoin-operator\n",
+            "  name: bitcoin-operator\n  oci: oci://r.example/c\n  oci_credentials: regsitry\n",
+        ),
+        want: "18:20: chart.oci_credentials:",
+    },
+    Case {
         name: "unknown cluster provider",
         edit: ("provider: kind", "provider: kinde"),
         want: "18:13: cluster.provider: unknown provider `kinde`; did you mean `kind`? expected `kind` or `existing`",

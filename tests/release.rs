@@ -152,3 +152,64 @@ fn a_served_repository_is_checked_after_the_push() {
     assert!(run.stderr.contains(&format!("{silent_url}/index.yaml")), "{}", run.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+/// With `chart.oci`, the release is pushed to the OCI registry as well, before the index
+/// repository, whose commit names the manifest; the same release again changes nothing, and a
+/// dry run pushes nothing.
+#[test]
+fn a_release_goes_to_the_oci_registry_too() {
+    let Some(registry) = crate::registry::Registry::start(None) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release.git");
+    seed_bare_repo(&release, &[("README.md", "charts\n")]);
+    let qa = qa_checkout(dir.path(), &release, None);
+    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
+        "  name: bitcoin-operator\n",
+        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
+        1,
+    );
+    std::fs::write(qa.join("pipelines/stagecoach.yaml"), pipeline).unwrap();
+    git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "oci"]);
+    let name = "charts/bitcoin-operator";
+    let details = |report: &Path| -> serde_json::Value {
+        let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        run["stages"][0]["details"].clone()
+    };
+
+    let report = dir.path().join("dry.json");
+    let dry = stagecoach(&qa, &["--dry-run", "--report", report.to_str().unwrap(), "release", "--untested"], &[]);
+    dry.success();
+    let reference = format!("{}/{name}:0.2.0", registry.host);
+    let digest = details(&report)["oci_digest"].as_str().unwrap().to_string();
+    assert!(dry.stderr.contains(&format!("dry run: would push {reference} (manifest {digest})")), "{}", dry.stderr);
+    assert_eq!(registry.digest(name, "0.2.0"), None, "the dry run pushed");
+
+    let report = dir.path().join("run.json");
+    let run = stagecoach(&qa, &["--no-progress", "--report", report.to_str().unwrap(), "release", "--untested"], &[]);
+    run.success();
+    assert_eq!(registry.digest(name, "0.2.0"), Some(digest.clone()));
+    assert_eq!(details(&report)["oci_reference"], reference.as_str());
+    let message = git(&release, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains(&format!("Chart-OCI: {reference}@{digest}\n")), "{message}");
+    // The registry holds the package the index repository does.
+    let manifest = registry.manifest(name, "0.2.0").unwrap();
+    let tgz = git(&release, &["show", "main:index.yaml"]);
+    let index_digest = tgz.lines().find_map(|l| l.trim().strip_prefix("digest: ")).unwrap().to_string();
+    assert_eq!(manifest["layers"][0]["digest"], format!("sha256:{index_digest}").as_str());
+
+    let again = stagecoach(&qa, &["--no-progress", "release", "--untested"], &[]);
+    again.success();
+    assert!(again.stderr.contains("already there"), "{}", again.stderr);
+    assert_eq!(git(&release, &["rev-list", "--count", "main"]), "2");
+    assert_eq!(registry.digest(name, "0.2.0"), Some(digest.clone()));
+
+    // Another chart under 0.2.0: refused before the index repository is touched.
+    let chart = std::fs::read_to_string(qa.join("Chart.yaml")).unwrap();
+    std::fs::write(qa.join("Chart.yaml"), chart.replacen("description: ", "description: Changed. ", 1)).unwrap();
+    git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "changed"]);
+    let refused = stagecoach(&qa, &["--no-progress", "release", "--untested"], &[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("a published chart is never replaced"), "{}", refused.stderr);
+    assert_eq!(git(&release, &["rev-list", "--count", "main"]), "2");
+    assert_eq!(registry.digest(name, "0.2.0"), Some(digest));
+}

@@ -9,6 +9,7 @@ use crate::chart::{index, package};
 use crate::record::{Detail, StageName};
 use crate::runner::{Completion, Stage, StageContext, StageFuture};
 use crate::tools::git::{Author, Git2, Remote};
+use crate::tools::oci;
 use crate::version;
 
 pub struct Release {
@@ -30,6 +31,18 @@ pub struct Release {
     pub serve_timeout: std::time::Duration,
     /// How long one request for the served index may go without progress.
     pub network_timeout: std::time::Duration,
+    /// An OCI repository the release is pushed to as well, before the index repository.
+    pub oci: Option<OciRelease>,
+}
+
+/// Where and how the release goes to an OCI registry.
+pub struct OciRelease {
+    /// `oci://HOST[:PORT]/PATH`
+    pub url: String,
+    pub client: oci::Oci,
+    pub auth: oci::RegistryAuth,
+    /// Which credentials `auth` came from, for plans.
+    pub credentials: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +53,13 @@ pub enum ReleaseError {
     NotTested { what: &'static str, tested: String, now: String },
     #[error("no chart was tested in this run; not publishing")]
     NothingTested,
+    #[error(
+        "{reference} is already published as manifest {published}, and this chart makes {new}; \
+         a published chart is never replaced: bump the version"
+    )]
+    OciConflict { reference: String, published: String, new: String },
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
     #[error(
         "published, but {url} does not list {name} {version} with digest {digest} (it says: {found}); check what serves the repository"
     )]
@@ -117,6 +137,17 @@ impl Stage for Release {
             format!("merge {name}-<version>.tgz into index.yaml"),
             format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
         ];
+        if let Some(target) = &self.oci {
+            // Before the index repository: its commit names the manifest.
+            actions.insert(
+                3,
+                format!(
+                    "push {}/{name}:<version> ({}), unless that very manifest is there; read it back",
+                    target.url.trim_end_matches('/'),
+                    target.credentials
+                ),
+            );
+        }
         if let Some(base) = &self.base_url {
             actions.push(format!(
                 "check that {}/index.yaml serves it (up to {}s)",
@@ -139,14 +170,22 @@ impl Stage for Release {
             self.check_tested(&package)?;
             ctx.detail(Detail::Package, &package.file_name);
             ctx.detail(Detail::Digest, format!("sha256:{}", package.digest));
-            let message = format!(
-                "Release {} {}\n\nApp-Version: {}\nChart-Digest: sha256:{}\nStagecoach-Run: {}\n",
+            // The OCI registry first: a re-run finds it there and goes on to the index.
+            let pushed_oci = match &self.oci {
+                Some(target) => Some(self.push_oci(target, &package, ctx).await?),
+                None => None,
+            };
+            let mut message = format!(
+                "Release {} {}\n\nApp-Version: {}\nChart-Digest: sha256:{}\n",
                 package.metadata.name,
                 version,
                 package.metadata.app_version.as_deref().unwrap_or("-"),
                 package.digest,
-                self.run_id
             );
+            if let Some((reference, digest)) = &pushed_oci {
+                message.push_str(&format!("Chart-OCI: {reference}@{digest}\n"));
+            }
+            message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
             let options = UpdateOptions {
                 author: self.author.clone(),
                 message,
@@ -193,6 +232,34 @@ impl Stage for Release {
 }
 
 impl Release {
+    /// Pushes the package to the OCI repository, unless the same manifest is there already;
+    /// another one under the version is refused. Returns the reference and manifest digest.
+    async fn push_oci(
+        &self,
+        target: &OciRelease,
+        package: &package::Package,
+        ctx: &StageContext,
+    ) -> Result<(String, String), ReleaseError> {
+        let reference = oci::reference(&target.url, &package.metadata.name, &package.metadata.version)?;
+        let chart = oci::Chart { metadata: &package.metadata, package: &package.bytes, provenance: None };
+        let digest = oci::digest(&oci::manifest(&chart).0);
+        ctx.detail(Detail::OciReference, &reference);
+        ctx.detail(Detail::OciDigest, &digest);
+        if self.dry_run {
+            ctx.line(&format!("dry run: would push {reference} (manifest {digest})"));
+            return Ok((reference, digest));
+        }
+        match target.client.manifest_digest(&reference, &target.auth).await? {
+            Some(there) if there == digest => ctx.line(&format!("{reference}: already there (manifest {digest})")),
+            Some(there) => return Err(ReleaseError::OciConflict { reference, published: there, new: digest }),
+            None => {
+                let pushed = target.client.push(&reference, &chart, &target.auth).await?;
+                ctx.line(&format!("pushed {reference} (manifest {pushed}, read back)"));
+            }
+        }
+        Ok((reference, digest))
+    }
+
     /// In the run that tested it, the very package QA installed; else the QA chart packaged
     /// the same way (reproducible, so a tested chart gives the tested digest).
     fn package(&self) -> Result<package::Package, ReleaseError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest, OciManifest};
-use oci_client::secrets::RegistryAuth;
+pub use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::chart::meta::Metadata;
