@@ -174,20 +174,10 @@ pub fn push(
         .build()
         .map_err(|source| AppError::Io { what: "starting the runtime".into(), source })?;
     let failed = |e: oci::OciError| AppError::Failed(e.to_string());
-    runtime.block_on(async {
-        match client.manifest_digest(&reference, &auth).await.map_err(failed)? {
-            Some(there) if there == digest => {
-                return out(stdout, &format!("{reference}: already there (manifest {digest})\n"));
-            }
-            Some(there) => {
-                return Err(AppError::Failed(format!(
-                    "{reference} is already published as manifest {there}, and this package makes {digest}; \
-                     a published chart is never replaced: bump the version"
-                )));
-            }
-            None => {}
+    match runtime.block_on(client.publish(&reference, &chart, &auth)).map_err(failed)? {
+        oci::Published::AlreadyThere(digest) => {
+            out(stdout, &format!("{reference}: already there (manifest {digest})\n"))
         }
-        let pushed = client.push(&reference, &chart, &auth).await.map_err(failed)?;
-        out(stdout, &format!("pushed {reference}{signed}\ndigest: {pushed}\n"))
-    })
+        oci::Published::Pushed(digest) => out(stdout, &format!("pushed {reference}{signed}\ndigest: {digest}\n")),
+    }
 }

@@ -53,11 +53,6 @@ pub enum ReleaseError {
     NotTested { what: &'static str, tested: String, now: String },
     #[error("no chart was tested in this run; not publishing")]
     NothingTested,
-    #[error(
-        "{reference} is already published as manifest {published}, and this chart makes {new}; \
-         a published chart is never replaced: bump the version"
-    )]
-    OciConflict { reference: String, published: String, new: String },
     #[error(transparent)]
     Oci(#[from] oci::OciError),
     #[error(
@@ -249,13 +244,9 @@ impl Release {
             ctx.line(&format!("dry run: would push {reference} (manifest {digest})"));
             return Ok((reference, digest));
         }
-        match target.client.manifest_digest(&reference, &target.auth).await? {
-            Some(there) if there == digest => ctx.line(&format!("{reference}: already there (manifest {digest})")),
-            Some(there) => return Err(ReleaseError::OciConflict { reference, published: there, new: digest }),
-            None => {
-                let pushed = target.client.push(&reference, &chart, &target.auth).await?;
-                ctx.line(&format!("pushed {reference} (manifest {pushed}, read back)"));
-            }
+        match target.client.publish(&reference, &chart, &target.auth).await? {
+            oci::Published::AlreadyThere(_) => ctx.line(&format!("{reference}: already there (manifest {digest})")),
+            oci::Published::Pushed(_) => ctx.line(&format!("pushed {reference} (manifest {digest}, read back)")),
         }
         Ok((reference, digest))
     }

@@ -28,6 +28,20 @@ pub enum OciError {
     Unauthorized { reference: String, what: &'static str, host: String },
     #[error("{reference}: the registry holds manifest {found} after the push, not the {pushed} pushed")]
     Mismatch { reference: String, pushed: String, found: String },
+    #[error(
+        "{reference} is already published as manifest {published}, and this chart makes {new}; \
+         a published chart is never replaced: bump the version"
+    )]
+    Conflict { reference: String, published: String, new: String },
+}
+
+/// What [`Oci::publish`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Pushed and read back: the manifest digest.
+    Pushed(String),
+    /// That very manifest was there already.
+    AlreadyThere(String),
 }
 
 /// A chart as it is pushed.
@@ -121,6 +135,22 @@ impl Oci {
                 Ok(None)
             }
             Err(e) => Err(registry_error(reference, "reading the manifest", &e)),
+        }
+    }
+
+    /// Publishes `chart` as `reference`: nothing to do when the same manifest is there, refused
+    /// when another one is, else pushed and read back.
+    pub async fn publish(
+        &self,
+        reference: &str,
+        chart: &Chart<'_>,
+        auth: &RegistryAuth,
+    ) -> Result<Published, OciError> {
+        let new = digest(&manifest(chart).0);
+        match self.manifest_digest(reference, auth).await? {
+            Some(there) if there == new => Ok(Published::AlreadyThere(there)),
+            Some(published) => Err(OciError::Conflict { reference: reference.into(), published, new }),
+            None => self.push(reference, chart, auth).await.map(Published::Pushed),
         }
     }
 
