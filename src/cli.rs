@@ -103,9 +103,12 @@ enum Verb {
     },
     /// RELEASE: package the tested chart, merge it into index.yaml of the chart repository and push
     #[command(long_about = "RELEASE stage, for tagged releases only. Packages the QA chart under its release name \
-        without CI files, clones the RELEASE repository, merges the package into index.yaml, commits and pushes.\n\n\
-        Changes: the RELEASE repository (nothing with --dry-run).\n\
-        Reads: the credential variables of the pipeline file.")]
+        without CI files, clones the RELEASE repository, merges the package into index.yaml, commits and pushes. \
+        With chart.oci it is pushed to that OCI repository first; with STAGECOACH_SIGNING_KEY set it is signed \
+        (NAME-VERSION.tgz.prov beside the package, in both places).\n\n\
+        Changes: the RELEASE repository and chart.oci (nothing with --dry-run).\n\
+        Reads: the credential variables of the pipeline file; STAGECOACH_SIGNING_KEY and \
+        STAGECOACH_SIGNING_PASSPHRASE; docker login's credentials for chart.oci without oci_credentials.")]
     Release {
         /// The run record (--report) of the integration-test run that tested this chart: the
         /// release refuses a chart whose appVersion or package digest differ from it

@@ -89,6 +89,8 @@ pub struct RunSettings<'a> {
 pub struct ReleaseAuth {
     git: crate::tools::git::Auth,
     oci: Option<crate::tools::docker::RegistryAuth>,
+    /// STAGECOACH_SIGNING_KEY, unlocked with STAGECOACH_SIGNING_PASSPHRASE: releases are signed.
+    signing: Option<crate::chart::provenance::SigningKey>,
 }
 
 impl RunSettings<'_> {
@@ -101,7 +103,20 @@ impl RunSettings<'_> {
             }
             _ => None,
         };
-        Ok(ReleaseAuth { git, oci })
+        let armored = (self.env)("STAGECOACH_SIGNING_KEY").filter(|k| !k.trim().is_empty() && !self.describe_only);
+        let signing = match armored {
+            Some(armored) => {
+                let passphrase = (self.env)("STAGECOACH_SIGNING_PASSPHRASE");
+                if let Some(passphrase) = &passphrase {
+                    secrets.add(passphrase.clone());
+                }
+                let key = crate::chart::provenance::SigningKey::from_armored(&armored, passphrase.as_deref())
+                    .map_err(|e| credentials::CredentialError(format!("STAGECOACH_SIGNING_KEY: {e}")))?;
+                Some(key)
+            }
+            None => None,
+        };
+        Ok(ReleaseAuth { git, oci, signing })
     }
 
     fn registry_auth(
@@ -572,6 +587,7 @@ fn release_stage(
         serve_timeout: serve_timeout(settings.env),
         network_timeout: settings.network_timeout,
         oci,
+        signing_key: auth.signing,
     }
 }
 

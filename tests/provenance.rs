@@ -203,3 +203,49 @@ fn without_a_usable_key_nothing_is_written() {
     );
     assert!(!out.exists());
 }
+
+/// With a key in STAGECOACH_SIGNING_KEY, a release is signed: the `.prov` goes into the RELEASE
+/// repository beside the package and into the OCI manifest, Helm verifies what was released,
+/// and the same release again (signed anew) changes nothing.
+#[test]
+fn a_release_with_a_key_is_signed_in_both_places() {
+    let (Some(python), Some(gpg), Some(registry)) = (helm_engine(), Gpg::new(), crate::registry::Registry::start(None))
+    else {
+        return;
+    };
+    gpg.key("Releaser <releaser@stagecoach.dev>", "rsa2048", None);
+    let key = gpg.armored_secret("Releaser", None);
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release.git");
+    crate::git_server::seed_bare_repo(&release, &[("README.md", "charts\n")]);
+    let qa = crate::release::qa_checkout(dir.path(), &release, None);
+    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
+        "  name: bitcoin-operator\n",
+        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
+        1,
+    );
+    std::fs::write(qa.join("pipelines/stagecoach.yaml"), pipeline).unwrap();
+    crate::support::git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "oci"]);
+    let env = [("STAGECOACH_SIGNING_KEY", key.as_str())];
+    let run = stagecoach(&qa, &["--no-progress", "release", "--untested"], &env);
+    run.success();
+    assert!(run.stderr.contains("signing bitcoin-operator-0.2.0.tgz with Releaser"), "{}", run.stderr);
+
+    let work = dir.path().join("released");
+    crate::support::git(dir.path(), &["clone", "-q", release.to_str().unwrap(), work.to_str().unwrap()]);
+    let public = gpg.keyring("public.gpg", false, None);
+    let verified = helm_verify(&python, &work.join("bitcoin-operator-0.2.0.tgz"), &public).unwrap();
+    assert!(verified["signed_by"].to_string().contains("Releaser"), "{verified}");
+    let manifest = registry.manifest("charts/bitcoin-operator", "0.2.0").unwrap();
+    let prov = std::fs::read(work.join("bitcoin-operator-0.2.0.tgz.prov")).unwrap();
+    assert_eq!(
+        manifest["layers"][1]["digest"],
+        format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&prov)).as_str()
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = stagecoach(&qa, &["--no-progress", "release", "--untested"], &env);
+    again.success();
+    assert!(again.stderr.contains("already there"), "{}", again.stderr);
+    assert_eq!(crate::support::git(&release, &["rev-list", "--count", "main"]), "2");
+}

@@ -7,10 +7,14 @@ use crate::git_server::{GitServer, seed_bare_repo};
 use crate::support::{FileServer, copy_dir, git, stagecoach};
 
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
-const APP: &str = "0123456789abcdef0123456789abcdef01234567";
+pub(crate) const APP: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A QA checkout at version 0.2.0 whose pipeline releases into `release` (served at `base_url`).
-fn qa_checkout(dir: &Path, release: impl AsRef<std::ffi::OsStr>, base_url: Option<&str>) -> std::path::PathBuf {
+pub(crate) fn qa_checkout(
+    dir: &Path,
+    release: impl AsRef<std::ffi::OsStr>,
+    base_url: Option<&str>,
+) -> std::path::PathBuf {
     let release = release.as_ref().to_string_lossy().into_owned();
     let release = if release.contains("://") { release } else { format!("file://{release}") };
     let qa = dir.join("qa");

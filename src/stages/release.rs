@@ -33,6 +33,8 @@ pub struct Release {
     pub network_timeout: std::time::Duration,
     /// An OCI repository the release is pushed to as well, before the index repository.
     pub oci: Option<OciRelease>,
+    /// The key releases are signed with: a `.prov` beside the package, in both places.
+    pub signing_key: Option<crate::chart::provenance::SigningKey>,
 }
 
 /// Where and how the release goes to an OCI registry.
@@ -55,6 +57,8 @@ pub enum ReleaseError {
     NothingTested,
     #[error(transparent)]
     Oci(#[from] oci::OciError),
+    #[error(transparent)]
+    Sign(#[from] crate::chart::provenance::ProvenanceError),
     #[error(
         "published, but {url} does not list {name} {version} with digest {digest} (it says: {found}); check what serves the repository"
     )]
@@ -65,6 +69,7 @@ pub enum ReleaseError {
 fn publish_into(
     dir: &Path,
     package: &package::Package,
+    provenance: Option<&str>,
     base_url: Option<&str>,
     now: &str,
 ) -> Result<Change, UpdateError> {
@@ -98,9 +103,16 @@ fn publish_into(
         });
     }
     std::fs::write(&tgz, &package.bytes).map_err(io(&package.file_name))?;
+    let mut files = vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")];
+    if let Some(provenance) = provenance {
+        let name = format!("{}.prov", package.file_name);
+        let path = crate::files::inside(dir, Path::new(&name))?;
+        std::fs::write(&path, provenance).map_err(io(&name))?;
+        files.insert(1, PathBuf::from(name));
+    }
     std::fs::write(&index_path, &merged).map_err(io("index.yaml"))?;
     let diff = crate::files::diff(existing.as_deref().unwrap_or(""), &merged, "index.yaml");
-    Ok(Change { files: vec![PathBuf::from(&package.file_name), PathBuf::from("index.yaml")], diff, declined: None })
+    Ok(Change { files, diff, declined: None })
 }
 
 impl Stage for Release {
@@ -132,10 +144,13 @@ impl Stage for Release {
             format!("merge {name}-<version>.tgz into index.yaml"),
             format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
         ];
+        if let Some(key) = &self.signing_key {
+            actions.insert(3, format!("sign it with {} (NAME-VERSION.tgz.prov, beside the package)", key.owner()));
+        }
         if let Some(target) = &self.oci {
             // Before the index repository: its commit names the manifest.
             actions.insert(
-                3,
+                3 + usize::from(self.signing_key.is_some()),
                 format!(
                     "push {}/{name}:<version> ({}), unless that very manifest is there; read it back",
                     target.url.trim_end_matches('/'),
@@ -165,9 +180,18 @@ impl Stage for Release {
             self.check_tested(&package)?;
             ctx.detail(Detail::Package, &package.file_name);
             ctx.detail(Detail::Digest, format!("sha256:{}", package.digest));
+            let provenance = match &self.signing_key {
+                Some(key) => {
+                    let message =
+                        crate::chart::provenance::message(&package.metadata, &package.file_name, &package.digest);
+                    ctx.line(&format!("signing {} with {}", package.file_name, key.owner()));
+                    Some(crate::chart::provenance::sign(key, &message)?)
+                }
+                None => None,
+            };
             // The OCI registry first: a re-run finds it there and goes on to the index.
             let pushed_oci = match &self.oci {
-                Some(target) => Some(self.push_oci(target, &package, ctx).await?),
+                Some(target) => Some(self.push_oci(target, &package, provenance.as_deref(), ctx).await?),
                 None => None,
             };
             let mut message = format!(
@@ -189,13 +213,14 @@ impl Stage for Release {
             };
             let (git, remote, base_url) = (self.git.clone(), self.remote.clone(), self.base_url.clone());
             let to_publish = package.clone();
+            let signed = provenance.clone();
             let promotion = tokio::task::spawn_blocking(move || {
                 let workdir = tempfile::Builder::new().prefix("stagecoach-release-").tempdir()?;
                 let now = index::rfc3339(std::time::SystemTime::now());
                 branch_update::update_with(
                     &git,
                     &remote,
-                    &|dir| publish_into(dir, &to_publish, base_url.as_deref(), &now),
+                    &|dir| publish_into(dir, &to_publish, signed.as_deref(), base_url.as_deref(), &now),
                     &options,
                     workdir.path(),
                 )
@@ -233,10 +258,12 @@ impl Release {
         &self,
         target: &OciRelease,
         package: &package::Package,
+        provenance: Option<&str>,
         ctx: &StageContext,
     ) -> Result<(String, String), ReleaseError> {
         let reference = oci::reference(&target.url, &package.metadata.name, &package.metadata.version)?;
-        let chart = oci::Chart { metadata: &package.metadata, package: &package.bytes, provenance: None };
+        let provenance = provenance.map(str::as_bytes);
+        let chart = oci::Chart { metadata: &package.metadata, package: &package.bytes, provenance };
         let digest = oci::digest(&oci::manifest(&chart).0);
         ctx.detail(Detail::OciReference, &reference);
         ctx.detail(Detail::OciDigest, &digest);

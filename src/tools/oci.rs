@@ -149,9 +149,33 @@ impl Oci {
         let new = digest(&manifest(chart).0);
         match self.manifest_digest(reference, auth).await? {
             Some(there) if there == new => Ok(Published::AlreadyThere(there)),
-            Some(published) => Err(OciError::Conflict { reference: reference.into(), published, new }),
+            // A signature carries the time it was made, so a chart signed again is another
+            // manifest: what decides is the package layer.
+            Some(published) => {
+                let package = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(chart.package));
+                if self.package_layer(reference, auth).await?.as_deref() == Some(package.as_str()) {
+                    Ok(Published::AlreadyThere(published))
+                } else {
+                    Err(OciError::Conflict { reference: reference.into(), published, new })
+                }
+            }
             None => self.push(reference, chart, auth).await.map(Published::Pushed),
         }
+    }
+
+    /// The digest of the chart package layer of the manifest `reference` names.
+    async fn package_layer(&self, reference: &str, auth: &RegistryAuth) -> Result<Option<String>, OciError> {
+        let (manifest, _) = self
+            .client
+            .pull_manifest(&parse(reference)?, auth)
+            .await
+            .map_err(|e| registry_error(reference, "reading the manifest", &e))?;
+        Ok(match manifest {
+            OciManifest::Image(image) => {
+                image.layers.into_iter().find(|l| l.media_type == CHART_MEDIA_TYPE).map(|l| l.digest)
+            }
+            OciManifest::ImageIndex(_) => None,
+        })
     }
 
     /// Pushes `chart` as `reference`, reads the manifest back and returns its digest.
