@@ -108,7 +108,8 @@ impl Config {
 pub struct Repositories {
     pub dev: Repository,
     pub qa: Repository,
-    pub release: Repository,
+    /// The Helm chart repository releases merge into; none when they go to `chart.oci` only.
+    pub release: Option<Repository>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -491,7 +492,7 @@ struct RawTools {
 struct RawRepositories {
     dev: RawRepository,
     qa: RawRepository,
-    release: RawRepository,
+    release: Option<RawRepository>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -648,7 +649,11 @@ impl Checker<'_> {
         let repositories = Repositories {
             dev: self.repository(&raw.repositories.dev, "repositories.dev", &credential_names),
             qa: self.repository(&raw.repositories.qa, "repositories.qa", &credential_names),
-            release: self.repository(&raw.repositories.release, "repositories.release", &credential_names),
+            release: raw
+                .repositories
+                .release
+                .as_ref()
+                .map(|release| self.repository(release, "repositories.release", &credential_names)),
         };
         let image = Image {
             repository: self.checked(&raw.image.repository, "image.repository", validate_image_repository),
@@ -657,6 +662,13 @@ impl Checker<'_> {
             credentials: self.reference(&raw.image.credentials, "image.credentials", &credential_names),
         };
         let chart = self.chart(&raw.chart, &credential_names);
+        if repositories.release.is_none() && chart.oci.is_none() {
+            self.error(
+                &raw.repositories.qa.url,
+                "repositories.release",
+                "releases need somewhere to go: `repositories.release` (a Helm chart repository) or `chart.oci`",
+            );
+        }
         let cluster = self.cluster(&raw.cluster);
         let pulled_images = raw
             .cluster
@@ -704,7 +716,10 @@ impl Checker<'_> {
         }
         let root = repository_root(path);
         let mut repositories = repositories;
-        for repo in [&mut repositories.dev, &mut repositories.qa, &mut repositories.release] {
+        for repo in [Some(&mut repositories.dev), Some(&mut repositories.qa), repositories.release.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if is_relative_path_url(&repo.url) {
                 repo.url = root.join(&repo.url).display().to_string();
             }

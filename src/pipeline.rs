@@ -95,7 +95,10 @@ pub struct ReleaseAuth {
 
 impl RunSettings<'_> {
     fn release_auth(&self, config: &Config, secrets: &mut Secrets) -> Result<ReleaseAuth, SetupError> {
-        let git = self.repo_auth(config, &config.repositories.release, secrets)?;
+        let git = match &config.repositories.release {
+            Some(release) => self.repo_auth(config, release, secrets)?,
+            None => crate::tools::git::Auth::None,
+        };
         let oci = match (&config.chart.oci, self.describe_only) {
             (Some(oci), false) => {
                 let host = oci.url.trim_start_matches("oci://").split('/').next().unwrap_or_default();
@@ -554,7 +557,7 @@ pub fn release(
     Ok(Plan::new().then(release_stage(config, settings, auth, expect, secrets)))
 }
 
-/// The release of the QA checkout's chart into the RELEASE repository.
+/// The release of the QA checkout's chart into the RELEASE repository and/or `chart.oci`.
 fn release_stage(
     config: &Config,
     settings: &RunSettings<'_>,
@@ -562,7 +565,10 @@ fn release_stage(
     expect: Expectation,
     secrets: &Secrets,
 ) -> crate::stages::release::Release {
-    let release = &config.repositories.release;
+    let index = config.repositories.release.as_ref().map(|release| crate::stages::release::IndexRepository {
+        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth: auth.git },
+        credentials: credentials(config, release.credentials.as_deref()),
+    });
     let oci = config.chart.oci.as_ref().map(|oci| crate::stages::release::OciRelease {
         url: oci.url.clone(),
         client: crate::tools::oci::Oci::new(oci.plain_http, settings.network_timeout),
@@ -574,8 +580,7 @@ fn release_stage(
     });
     crate::stages::release::Release {
         git: Git2::new(secrets.clone()),
-        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth: auth.git },
-        credentials: credentials(config, release.credentials.as_deref()),
+        index,
         chart_dir: config.resolve(&config.chart.path),
         package: package_options(config),
         base_url: config.chart.base_url.clone(),

@@ -217,3 +217,43 @@ fn a_release_goes_to_the_oci_registry_too() {
     assert_eq!(git(&release, &["rev-list", "--count", "main"]), "2");
     assert_eq!(registry.digest(name, "0.2.0"), Some(digest));
 }
+
+/// Without a RELEASE repository, a release goes to `chart.oci` alone.
+#[test]
+fn a_release_can_go_to_the_oci_registry_alone() {
+    let Some(registry) = crate::registry::Registry::start(None) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let qa = qa_checkout(dir.path(), dir.path().join("unused.git"), None);
+    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap();
+    let start = pipeline.find("  release:\n").unwrap();
+    let end = start + pipeline[start..].find("image:\n").unwrap();
+    let pipeline = format!("{}{}", &pipeline[..start], &pipeline[end..]).replacen(
+        "  name: bitcoin-operator\n",
+        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
+        1,
+    );
+    std::fs::write(qa.join("pipelines/stagecoach.yaml"), &pipeline).unwrap();
+    git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "oci only"]);
+
+    let plan = stagecoach(&qa, &["plan", "release"], &[]);
+    plan.success();
+    assert!(plan.stdout.contains("push oci://") && !plan.stdout.contains("clone "), "{}", plan.stdout);
+    let report = dir.path().join("run.json");
+    let run = stagecoach(&qa, &["--no-progress", "--report", report.to_str().unwrap(), "release", "--untested"], &[]);
+    run.success();
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let digest = record["stages"][0]["details"]["oci_digest"].as_str().unwrap().to_string();
+    assert_eq!(registry.digest("charts/bitcoin-operator", "0.2.0"), Some(digest));
+    assert!(record["stages"][0]["details"].get("release_commit").is_none());
+
+    // Neither a RELEASE repository nor chart.oci: refused before anything runs.
+    let without = pipeline.replace(&format!("  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host), "");
+    std::fs::write(qa.join("pipelines/stagecoach.yaml"), without).unwrap();
+    let refused = stagecoach(&qa, &["release", "--untested"], &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("`repositories.release` (a Helm chart repository) or `chart.oci`"),
+        "{}",
+        refused.stderr
+    );
+}

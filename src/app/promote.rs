@@ -21,8 +21,9 @@ pub fn run(
     super::network_timeout(global, outside, config.as_ref())?;
     let configured = config.as_ref().and_then(|c| {
         let repos = &c.repositories;
-        [("dev", &repos.dev), ("qa", &repos.qa), ("release", &repos.release)]
+        [("dev", Some(&repos.dev)), ("qa", Some(&repos.qa)), ("release", repos.release.as_ref())]
             .into_iter()
+            .filter_map(|(name, repo)| Some((name, repo?)))
             .find(|(name, repo)| *name == request.repo || repo.url == request.repo)
             .map(|(_, repo)| repo.clone())
     });

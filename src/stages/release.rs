@@ -14,9 +14,8 @@ use crate::version;
 
 pub struct Release {
     pub git: Git2,
-    pub remote: Remote,
-    /// Which credentials the remote's auth came from, for plans.
-    pub credentials: String,
+    /// The Helm chart repository (index.yaml) it merges into; none for an OCI-only release.
+    pub index: Option<IndexRepository>,
     /// The chart directory of the QA checkout.
     pub chart_dir: PathBuf,
     /// How the chart is packaged: under its release name, CI files left out.
@@ -35,6 +34,13 @@ pub struct Release {
     pub oci: Option<OciRelease>,
     /// The key releases are signed with: a `.prov` beside the package, in both places.
     pub signing_key: Option<crate::chart::provenance::SigningKey>,
+}
+
+/// The RELEASE repository: a Helm chart repository in git.
+pub struct IndexRepository {
+    pub remote: Remote,
+    /// Which credentials the remote's auth came from, for plans.
+    pub credentials: String,
 }
 
 /// Where and how the release goes to an OCI registry.
@@ -140,10 +146,13 @@ impl Stage for Release {
                 ),
                 super::Expectation::Untested => "--untested: not compared with a tested chart".to_string(),
             },
-            format!("clone {} (branch {}, {})", self.remote.url, self.remote.branch, self.credentials),
-            format!("merge {name}-<version>.tgz into index.yaml"),
-            format!("commit and push to {}, again on the new tip if the branch moved", self.remote.branch),
         ];
+        if let Some(index) = &self.index {
+            let remote = &index.remote;
+            actions.push(format!("clone {} (branch {}, {})", remote.url, remote.branch, index.credentials));
+            actions.push(format!("merge {name}-<version>.tgz into index.yaml"));
+            actions.push(format!("commit and push to {}, again on the new tip if the branch moved", remote.branch));
+        }
         if let Some(key) = &self.signing_key {
             actions.insert(3, format!("sign it with {} (NAME-VERSION.tgz.prov, beside the package)", key.owner()));
         }
@@ -158,7 +167,7 @@ impl Stage for Release {
                 ),
             );
         }
-        if let Some(base) = &self.base_url {
+        if let Some(base) = self.base_url.as_ref().filter(|_| self.index.is_some()) {
             actions.push(format!(
                 "check that {}/index.yaml serves it (up to {}s)",
                 base.trim_end_matches('/'),
@@ -205,13 +214,20 @@ impl Stage for Release {
                 message.push_str(&format!("Chart-OCI: {reference}@{digest}\n"));
             }
             message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
+            let Some(index_repository) = &self.index else {
+                return Ok(if self.dry_run {
+                    Completion::Skipped("dry run: nothing was pushed".into())
+                } else {
+                    Completion::Done
+                });
+            };
             let options = UpdateOptions {
                 author: self.author.clone(),
                 message,
                 dry_run: self.dry_run,
                 ..UpdateOptions::default()
             };
-            let (git, remote, base_url) = (self.git.clone(), self.remote.clone(), self.base_url.clone());
+            let (git, remote, base_url) = (self.git.clone(), index_repository.remote.clone(), self.base_url.clone());
             let to_publish = package.clone();
             let signed = provenance.clone();
             let promotion = tokio::task::spawn_blocking(move || {
