@@ -259,8 +259,9 @@ enum ChartVerb {
         digest. The same chart already there is left as it is; another one under the same version is refused. \
         With --dry-run, prints the reference and the digest and pushes nothing.\n\n\
         Changes: the OCI repository (nothing with --dry-run).\n\
-        Reads: the credentials `docker login` stored ($DOCKER_CONFIG/config.json or ~/.docker/config.json, \
-        credential helpers too); STAGECOACH_NETWORK_TIMEOUT.")]
+        Reads: the pipeline file's chart.oci_credentials when chart.oci is on that registry, else the \
+        credentials `docker login` stored ($DOCKER_CONFIG/config.json or ~/.docker/config.json, credential \
+        helpers too); STAGECOACH_NETWORK_TIMEOUT.")]
     Push {
         /// The packaged chart (.tgz)
         package: PathBuf,

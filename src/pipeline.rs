@@ -101,7 +101,7 @@ impl RunSettings<'_> {
         };
         let oci = match (&config.chart.oci, self.describe_only) {
             (Some(oci), false) => {
-                let host = oci.url.trim_start_matches("oci://").split('/').next().unwrap_or_default();
+                let host = crate::tools::oci::host(&oci.url);
                 credentials::registry_auth_for(config, oci.credentials.as_deref(), host, self.env, secrets)?
             }
             _ => None,

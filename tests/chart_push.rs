@@ -83,7 +83,7 @@ fn a_pushed_chart_pulls_back_byte_for_byte_and_is_never_replaced() {
 }
 
 #[test]
-fn credentials_come_from_the_docker_config() {
+fn credentials_come_from_the_pipeline_file_or_docker_login() {
     let Some(registry) = Registry::start(Some(("ci", "registry-pass-5k2"))) else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -107,6 +107,37 @@ fn credentials_come_from_the_docker_config() {
     run.success();
     assert!(run.stdout.contains("digest: sha256:"), "{}", run.stdout);
     assert!(!run.stdout.contains("registry-pass-5k2") && !run.stderr.contains("registry-pass-5k2"));
+
+    // In a repository whose pipeline file sends releases to that registry, its credentials
+    // entry is used (here the docker config would be wrong).
+    let repo = crate::support::Repo::new(
+        &crate::support::VALID_PIPELINE
+            .replacen(
+                "  name: bitcoin-operator\n",
+                &format!("  name: bitcoin-operator\n  oci: {repository}\n  oci_credentials: charts\n"),
+                1,
+            )
+            .replacen(
+                "credentials:\n",
+                "credentials:\n  charts:\n    username: ci\n    password_env: CHARTS_PASSWORD\n",
+                1,
+            ),
+    );
+    std::fs::write(
+        config.join("config.json"),
+        format!("{{\"auths\":{{\"{}\":{{\"auth\":\"{}\"}}}}}}", registry.host, base64_of("ci:wrong")),
+    )
+    .unwrap();
+    let run = stagecoach(
+        repo.path(),
+        &args,
+        &[("DOCKER_CONFIG", config.to_str().unwrap()), ("CHARTS_PASSWORD", "registry-pass-5k2")],
+    );
+    run.success();
+    assert!(run.stdout.contains("already there"), "{}", run.stdout);
+    let wrong =
+        stagecoach(repo.path(), &args, &[("DOCKER_CONFIG", config.to_str().unwrap()), ("CHARTS_PASSWORD", "nope")]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
 }
 
 fn base64_of(text: &str) -> String {

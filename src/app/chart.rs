@@ -132,18 +132,27 @@ pub fn index(repo: &Path, url: Option<&str>, dry_run: bool, stdout: &mut dyn std
     write_atomically(&index_path, after.as_bytes()).map_err(io(format!("writing {}", index_path.display())))
 }
 
+/// What `chart push` pushes where.
+pub struct Push<'a> {
+    pub package: &'a Path,
+    /// `oci://HOST[:PORT]/PATH`
+    pub repository: &'a str,
+    pub plain_http: bool,
+    pub timeout: std::time::Duration,
+}
+
 /// `chart push`: the package (with `PACKAGE.prov` beside it, if there is one) to an OCI
 /// repository, as `helm push` does; the version already there with the same manifest is left
-/// as it is, with another one refused.
+/// as it is, with another one refused. Credentials: the pipeline file's `chart.oci_credentials`
+/// when `chart.oci` is on the same registry, else what `docker login` stored.
 pub fn push(
-    package_path: &Path,
-    repository: &str,
-    plain_http: bool,
-    timeout: std::time::Duration,
+    push: &Push<'_>,
+    config: Option<&crate::config::Config>,
     env: crate::config::Env<'_>,
     dry_run: bool,
     stdout: &mut dyn std::io::Write,
 ) -> Result<(), AppError> {
+    let package_path = push.package;
     let bytes = std::fs::read(package_path).map_err(io(format!("reading {}", package_path.display())))?;
     let metadata =
         package::read_metadata(&bytes).map_err(|e| AppError::Failed(format!("{}: {e}", package_path.display())))?;
@@ -156,8 +165,8 @@ pub fn push(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(format!("reading {}", prov_path.display()))(e)),
     };
-    let reference =
-        oci::reference(repository, &metadata.name, &metadata.version).map_err(|e| AppError::Usage(e.to_string()))?;
+    let reference = oci::reference(push.repository, &metadata.name, &metadata.version)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
     let chart = oci::Chart { metadata: &metadata, package: &bytes, provenance: provenance.as_deref() };
     let digest = oci::digest(&oci::manifest(&chart).0);
     let signed = if provenance.is_some() { format!(" with {}", prov_path.display()) } else { String::new() };
@@ -165,10 +174,18 @@ pub fn push(
         return out(stdout, &format!("dry run: would push {reference}{signed} (manifest {digest})\n"));
     }
     let host = reference.split('/').next().unwrap_or_default().to_string();
-    let login =
-        crate::tools::docker::docker_config(env).and_then(|t| crate::tools::docker::auth_from_docker_config(&t, &host));
+    let login = match config {
+        Some(config) => {
+            let named =
+                config.chart.oci.as_ref().filter(|o| oci::host(&o.url) == host).and_then(|o| o.credentials.as_deref());
+            crate::credentials::registry_auth_for(config, named, &host, env, &mut crate::secrets::Secrets::new())
+                .map_err(|e| AppError::Credentials(e.0))?
+        }
+        None => crate::tools::docker::docker_config(env)
+            .and_then(|text| crate::tools::docker::auth_from_docker_config(&text, &host)),
+    };
     let auth = oci::Oci::auth(login.as_ref());
-    let client = oci::Oci::new(plain_http, timeout);
+    let client = oci::Oci::new(push.plain_http, push.timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -167,11 +167,22 @@ pub fn run(request: Request, outside: &Outside<'_>, stdout: &mut dyn std::io::Wr
         }
         Action::ChartIndex { repo, url } => chart::index(&repo, url.as_deref(), global.dry_run, stdout),
         Action::ChartPush { package, repository, plain_http } => {
-            let timeout = network_timeout(&global, outside, None)?;
-            chart::push(&package, &repository, plain_http, timeout, outside.env, global.dry_run, stdout)
+            let config = load_config(&global, outside, false)?;
+            let timeout = network_timeout(&global, outside, config.as_ref())?;
+            let push = chart::Push { package: &package, repository: &repository, plain_http, timeout };
+            chart::push(&push, config.as_ref(), outside.env, global.dry_run, stdout)
         }
         Action::Demo { workdir } => demo::run(&workdir, &global, outside, stdout),
         Action::Init { kind, dir, from } => init::run(kind, &dir, from.as_deref(), &global, outside, stdout),
+    }
+}
+
+/// The pipeline file, when there is one (or when `required`, an error without).
+pub(super) fn load_config(global: &Global, outside: &Outside<'_>, required: bool) -> Result<Option<Config>, AppError> {
+    match config::discover(global.config.as_deref(), outside.env, &outside.cwd) {
+        Ok(path) => Ok(Some(config::load(&path, outside.env)?)),
+        Err(ConfigError::NotFound { .. }) if !required => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

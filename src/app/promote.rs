@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use super::{AppError, Global, Outside, Promote};
 use crate::branch_update::{self, Edit, UpdateOptions, UpdateOutcome};
-use crate::config::{self, Config, ConfigError};
 use crate::secrets::Secrets;
 use crate::tools::git::{Auth, Author, Git2, Remote};
 
@@ -17,7 +16,7 @@ pub fn run(
     // Before anything is cloned: the file is named relative to the repository's root.
     crate::files::relative_path(&request.file).map_err(|e| AppError::Usage(format!("--file {e}")))?;
     let named = ["dev", "qa", "release"].contains(&request.repo.as_str());
-    let config = load_config(global, outside, named || request.credentials.is_some())?;
+    let config = super::load_config(global, outside, named || request.credentials.is_some())?;
     super::network_timeout(global, outside, config.as_ref())?;
     let configured = config.as_ref().and_then(|c| {
         let repos = &c.repositories;
@@ -122,13 +121,4 @@ pub fn run(
     }
     let text = format!("{}{summary}", secrets.mask(&promotion.diff));
     stdout.write_all(text.as_bytes()).map_err(|source| AppError::Io { what: "writing the output".into(), source })
-}
-
-/// The pipeline file: required for named repositories and credentials, else used when present.
-fn load_config(global: &Global, outside: &Outside<'_>, required: bool) -> Result<Option<Config>, AppError> {
-    match config::discover(global.config.as_deref(), outside.env, &outside.cwd) {
-        Ok(path) => Ok(Some(config::load(&path, outside.env)?)),
-        Err(ConfigError::NotFound { .. }) if !required => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -63,6 +63,11 @@ pub fn reference(repository: &str, name: &str, version: &str) -> Result<String, 
     }
 }
 
+/// The registry of an `oci://HOST[:PORT]/PATH` repository.
+pub fn host(repository: &str) -> &str {
+    repository.trim_start_matches("oci://").split('/').next().unwrap_or_default()
+}
+
 /// The manifest `helm push` writes for `chart`: the metadata as the config, the package, then
 /// the provenance file. No creation time, so that the same chart is the same manifest.
 pub fn manifest(chart: &Chart<'_>) -> (OciImageManifest, Config, Vec<ImageLayer>) {
