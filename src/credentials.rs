@@ -124,6 +124,23 @@ pub fn registry_auth_for(
     Ok(auth)
 }
 
+/// The key charts are signed with: the ASCII-armored OpenPGP private key in
+/// STAGECOACH_SIGNING_KEY, unlocked with STAGECOACH_SIGNING_PASSPHRASE when that is set (and
+/// masked from then on); none when the variable is unset.
+pub fn signing_key(
+    env: Env<'_>,
+    secrets: &mut Secrets,
+) -> Result<Option<crate::chart::provenance::SigningKey>, CredentialError> {
+    let Some(armored) = env("STAGECOACH_SIGNING_KEY").filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+    let passphrase = env("STAGECOACH_SIGNING_PASSPHRASE");
+    if let Some(passphrase) = &passphrase {
+        secrets.add(passphrase.clone());
+    }
+    crate::chart::provenance::SigningKey::from_armored(&armored, passphrase.as_deref())
+        .map(Some)
+        .map_err(|e| CredentialError(format!("STAGECOACH_SIGNING_KEY: {e}")))
+}
+
 /// Every secret the pipeline file names that is set, so that masking starts before any stage.
 pub fn known_secrets(config: &Config, env: Env<'_>) -> Secrets {
     let mut secrets = Secrets::new();

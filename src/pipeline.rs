@@ -106,19 +106,7 @@ impl RunSettings<'_> {
             }
             _ => None,
         };
-        let armored = (self.env)("STAGECOACH_SIGNING_KEY").filter(|k| !k.trim().is_empty() && !self.describe_only);
-        let signing = match armored {
-            Some(armored) => {
-                let passphrase = (self.env)("STAGECOACH_SIGNING_PASSPHRASE");
-                if let Some(passphrase) = &passphrase {
-                    secrets.add(passphrase.clone());
-                }
-                let key = crate::chart::provenance::SigningKey::from_armored(&armored, passphrase.as_deref())
-                    .map_err(|e| credentials::CredentialError(format!("STAGECOACH_SIGNING_KEY: {e}")))?;
-                Some(key)
-            }
-            None => None,
-        };
+        let signing = if self.describe_only { None } else { credentials::signing_key(self.env, secrets)? };
         Ok(ReleaseAuth { git, oci, signing })
     }
 

@@ -29,18 +29,20 @@ pub fn docker_available() -> bool {
 }
 
 impl Registry {
-    /// The manifest digest `name:tag` names, if any.
-    pub fn digest(&self, name: &str, tag: &str) -> Option<String> {
+    /// `METHOD path` over HTTP/1.0 with an Accept header; the whole response.
+    fn request(&self, method: &str, path: &str, accept: &str) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
-        write!(
-            stream,
-            "HEAD /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n",
-            self.host
-        )
-        .unwrap();
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\nAccept: {accept}\r\n\r\n", self.host).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    /// The manifest digest `name:tag` names, if any.
+    pub fn digest(&self, name: &str, tag: &str) -> Option<String> {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+        let response = self.request("HEAD", &format!("/v2/{name}/manifests/{tag}"), accept);
         response.lines().find_map(|l| {
             let (key, value) = l.split_once(':')?;
             key.eq_ignore_ascii_case("docker-content-digest").then(|| value.trim().to_string())
@@ -49,27 +51,15 @@ impl Registry {
 
     /// The manifest `name:tag` names, as JSON, if any.
     pub fn manifest(&self, name: &str, tag: &str) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
-        write!(
-            stream,
-            "GET /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
-            self.host
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let response =
+            self.request("GET", &format!("/v2/{name}/manifests/{tag}"), "application/vnd.oci.image.manifest.v1+json");
         let (head, body) = response.split_once("\r\n\r\n")?;
         head.lines().next()?.contains(" 200 ").then(|| serde_json::from_str(body).unwrap())
     }
 
     /// The tags the registry holds for `name` (none for a name never pushed).
     pub fn tags(&self, name: &str) -> Vec<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.host).unwrap();
-        write!(stream, "GET /v2/{name}/tags/list HTTP/1.0\r\nHost: {}\r\n\r\n", self.host).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let response = self.request("GET", &format!("/v2/{name}/tags/list"), "application/json");
         let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
         let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         let mut tags: Vec<String> =

@@ -186,19 +186,17 @@ pub(super) fn load_config(global: &Global, outside: &Outside<'_>, required: bool
     }
 }
 
-/// The key `--sign` signs with: the armored private key in STAGECOACH_SIGNING_KEY, unlocked with
-/// STAGECOACH_SIGNING_PASSPHRASE when that is set.
+/// The key `--sign` signs with; without one, an error that says how to give it.
 fn signing_key(outside: &Outside<'_>) -> Result<crate::chart::provenance::SigningKey, AppError> {
-    let Some(armored) = (outside.env)("STAGECOACH_SIGNING_KEY").filter(|k| !k.trim().is_empty()) else {
-        return Err(AppError::Credentials(
-            "--sign needs STAGECOACH_SIGNING_KEY: an ASCII-armored OpenPGP private key \
-             (gpg --armor --export-secret-keys KEY-ID); its passphrase, if any, in STAGECOACH_SIGNING_PASSPHRASE"
-                .into(),
-        ));
-    };
-    let passphrase = (outside.env)("STAGECOACH_SIGNING_PASSPHRASE");
-    crate::chart::provenance::SigningKey::from_armored(&armored, passphrase.as_deref())
-        .map_err(|e| AppError::Credentials(format!("STAGECOACH_SIGNING_KEY: {e}")))
+    crate::credentials::signing_key(outside.env, &mut crate::secrets::Secrets::new())
+        .map_err(|e| AppError::Credentials(e.0))?
+        .ok_or_else(|| {
+            AppError::Credentials(
+                "--sign needs STAGECOACH_SIGNING_KEY: an ASCII-armored OpenPGP private key \
+                 (gpg --armor --export-secret-keys KEY-ID); its passphrase, if any, in STAGECOACH_SIGNING_PASSPHRASE"
+                    .into(),
+            )
+        })
 }
 
 fn write(out: &mut dyn std::io::Write, text: &str) -> Result<(), AppError> {

@@ -151,7 +151,8 @@ impl Oci {
         chart: &Chart<'_>,
         auth: &RegistryAuth,
     ) -> Result<Published, OciError> {
-        let new = digest(&manifest(chart).0);
+        let built = manifest(chart);
+        let new = digest(&built.0);
         match self.manifest_digest(reference, auth).await? {
             Some(there) if there == new => Ok(Published::AlreadyThere(there)),
             // A signature carries the time it was made, so a chart signed again is another
@@ -164,7 +165,7 @@ impl Oci {
                     Err(OciError::Conflict { reference: reference.into(), published, new })
                 }
             }
-            None => self.push(reference, chart, auth).await.map(Published::Pushed),
+            None => self.push(reference, built, auth).await.map(Published::Pushed),
         }
     }
 
@@ -183,10 +184,15 @@ impl Oci {
         })
     }
 
-    /// Pushes `chart` as `reference`, reads the manifest back and returns its digest.
-    pub async fn push(&self, reference: &str, chart: &Chart<'_>, auth: &RegistryAuth) -> Result<String, OciError> {
+    /// Pushes a chart's manifest, config and layers as `reference`, reads the manifest back
+    /// and returns its digest.
+    async fn push(
+        &self,
+        reference: &str,
+        (manifest, config, layers): (OciImageManifest, Config, Vec<ImageLayer>),
+        auth: &RegistryAuth,
+    ) -> Result<String, OciError> {
         let parsed = parse(reference)?;
-        let (manifest, config, layers) = manifest(chart);
         let pushed = digest(&manifest);
         self.client
             .push(&parsed, &layers, config, auth, Some(manifest))
