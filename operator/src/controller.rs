@@ -2,33 +2,42 @@
 //! StatefulSet, Service or pods, or the periodic resync) brings everything to the wanted state.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::crd::BitcoinNetwork;
+use crate::metrics::{Metrics, Outcome};
+use crate::policy::{self, AllowedImages};
 use crate::resources::{self, MANAGED_BY, NETWORK_LABEL, PodDefaults};
 use crate::rpc::RpcClient;
-use crate::{Error, mesh, secret, status};
+use crate::secret::{self, Credentials};
+use crate::{Error, mesh, status};
 
 pub const REPORTER: &str = "bitcoin-operator";
+/// The field manager of the operator's server-side applies: the fields it owns are the ones it
+/// sets, so a field it stops setting in a new version is removed from the cluster.
+pub const FIELD_MANAGER: &str = "bitcoin-operator";
 
 /// How the operator runs, from its command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub pods: PodDefaults,
+    /// Images networks may name in `spec.image`.
+    pub allowed_images: AllowedImages,
     /// Every network is reconciled at least this often, healing whatever events were missed.
     pub resync: Duration,
     /// First retry after a failed reconcile; doubled per failure in a row, up to `max_backoff`.
@@ -40,8 +49,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let pods = PodDefaults::new(resources::DEFAULT_IMAGE, "IfNotPresent");
         Self {
-            pods: PodDefaults { image: "bitcoin/bitcoin:28.1".to_owned(), pull_policy: "IfNotPresent".to_owned() },
+            allowed_images: AllowedImages::new([&pods.image]),
+            pods,
             resync: Duration::from_secs(60),
             backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
@@ -50,20 +61,33 @@ impl Default for Settings {
     }
 }
 
+/// What the operator's watches have seen. The reconciler reads the objects it owns and the pods
+/// here instead of asking the API server each time; the watches are filtered by the
+/// `managed-by` label, as the objects the operator makes carry it.
+#[derive(Clone)]
+pub struct Cache {
+    pub stateful_sets: Store<StatefulSet>,
+    pub services: Store<Service>,
+    pub pods: Store<Pod>,
+}
+
 /// Everything a reconcile needs; tests build it around a fake API server.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub rpc: RpcClient,
     pub settings: Settings,
+    pub cache: Cache,
+    pub metrics: Arc<Metrics>,
     /// Failures in a row per network, for the backoff.
     failures: Mutex<HashMap<ObjectRef<BitcoinNetwork>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, rpc: RpcClient, settings: Settings) -> Self {
+    pub fn new(client: Client, rpc: RpcClient, settings: Settings, cache: Cache) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: REPORTER.to_owned(), instance: None });
-        Self { client, recorder, rpc, settings, failures: Mutex::default() }
+        let metrics = Arc::default();
+        Self { client, recorder, rpc, settings, cache, metrics, failures: Mutex::default() }
     }
 
     async fn publish(&self, network: &BitcoinNetwork, type_: EventType, reason: &str, note: String) {
@@ -86,8 +110,15 @@ pub async fn reconcile(network: Arc<BitcoinNetwork>, ctx: Arc<Context>) -> Resul
     if network.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    match apply(&network, &ctx).await {
-        Ok(()) => {
+    let started = Instant::now();
+    let result = apply(&network, &ctx).await;
+    let outcome = match &result {
+        Ok(outcome) => *outcome,
+        Err(_) => Outcome::Failed,
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
+    match result {
+        Ok(_) => {
             ctx.failures.lock().expect("not poisoned").remove(&ObjectRef::from_obj(network.as_ref()));
             Ok(Action::requeue(ctx.settings.resync))
         }
@@ -108,7 +139,7 @@ pub fn error_policy(network: Arc<BitcoinNetwork>, error: &Error, ctx: Arc<Contex
     Action::requeue(delay)
 }
 
-async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<(), Error> {
+async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<Outcome, Error> {
     let name = network.name_any();
     if name.len() > resources::MAX_NAME_LEN {
         return Err(Error::NameTooLong { name, max: resources::MAX_NAME_LEN });
@@ -116,23 +147,75 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<(), Error> {
     let namespace = network.namespace().ok_or(Error::NoNamespace)?;
     let client = ctx.client.clone();
 
-    ensure_service(network, &Api::namespaced(client.clone(), &namespace)).await?;
-    ensure_stateful_set(network, ctx, &Api::namespaced(client.clone(), &namespace)).await?;
+    let selector = resources::selector(network);
+    let pods: Vec<Pod> = ctx
+        .cache
+        .pods
+        .state_filter(|pod| {
+            pod.namespace().as_deref() == Some(&namespace)
+                && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
+        })
+        .iter()
+        .map(|pod| Pod::clone(pod))
+        .collect();
+    let now = Time(jiff::Timestamp::now());
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let selector = resources::selector(network).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let pods = pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::kube("list the pods"))?;
-    let wanted = status::status(network, &pods.items, Time(jiff::Timestamp::now()));
+    // What the network asks for is checked before anything is built from it.
+    let secret = match &network.spec.secret {
+        Some(secret) => match secret::read(&Api::namespaced(client.clone(), &namespace), secret).await {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                // Its pods cannot start without it; the status still shows them.
+                let wanted = status::status(network, &pods, now, None);
+                if network.status.as_ref() != Some(&wanted) {
+                    write_status(network, &wanted, &Api::namespaced(client, &namespace)).await?;
+                }
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let refusal = policy::refusal(network, secret.as_ref(), &ctx.settings.allowed_images);
+    let wanted = status::status(network, &pods, now, refusal.as_ref());
+    if let Some(refusal) = refusal {
+        // Told once, when the status first says so, not on every resync.
+        if network.status.as_ref() != Some(&wanted) {
+            warn!(network = %name, "{refusal}");
+            ctx.publish(network, EventType::Warning, refusal.reason(), refusal.to_string()).await;
+            write_status(network, &wanted, &Api::namespaced(client, &namespace)).await?;
+        }
+        return Ok(Outcome::Refused);
+    }
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    // Both are checked before either is written: the operator does not take over objects of
+    // the same name that it did not make.
+    let had_service = observed(&ctx.cache.services, &services, network, ("Service", "read the Service")).await?;
+    let had_set = observed(&ctx.cache.stateful_sets, &sets, network, ("StatefulSet", "read the StatefulSet")).await?;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    services
+        .patch(&name, &apply, &Patch::Apply(resources::service(network)))
+        .await
+        .map_err(Error::kube("apply the Service"))?;
+    let set = sets
+        .patch(&name, &apply, &Patch::Apply(resources::stateful_set(network, &ctx.settings.pods)))
+        .await
+        .map_err(Error::kube("apply the StatefulSet"))?;
+    report_changes(network, ctx, had_service.is_none(), had_set.as_deref(), &set).await;
+
     if network.status.as_ref() != Some(&wanted) {
         write_status(network, &wanted, &Api::namespaced(client.clone(), &namespace)).await?;
     }
 
     let ready = status::ready_ips(&wanted);
     if ready.is_empty() {
-        return Ok(());
+        return Ok(Outcome::Applied);
     }
-    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
-    let credentials = secret::credentials(&secrets, network.spec.secret.as_deref()).await?;
+    let credentials = match &secret {
+        Some(secret) => secret::from_secret(&secret.name_any(), secret)?,
+        None => Credentials::defaults(),
+    };
     let report = mesh::sync(&ctx.rpc, &credentials, &ready).await;
     if !report.added.is_empty() {
         let peers = mesh::MeshReport::peers(&report.added).join(", ");
@@ -144,63 +227,66 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<(), Error> {
         let note = format!("removed {} addnode entries (peers {peers})", report.removed.len());
         ctx.publish(network, EventType::Normal, "NodesRemoved", note).await;
     }
+    ctx.metrics.mesh_failures(report.failures.len());
     match report.failures.len() {
-        0 => Ok(()),
+        0 => Ok(Outcome::Applied),
         n => Err(Error::Mesh { failed: n, of: ready.len(), first: report.failures.into_iter().next().expect("n > 0") }),
     }
 }
 
-async fn ensure_service(network: &BitcoinNetwork, api: &Api<Service>) -> Result<(), Error> {
-    match api.get_opt(&network.name_any()).await.map_err(Error::kube("read the Service"))? {
-        Some(found) if !resources::controlled_by(&found, network) => {
-            Err(Error::NotOwned { kind: "Service", name: found.name_any() })
-        }
-        Some(_) => Ok(()),
-        None => {
-            let wanted = resources::service(network);
-            api.create(&PostParams::default(), &wanted).await.map_err(Error::kube("create the Service"))?;
-            info!(network = %network.name_any(), "created Service");
-            Ok(())
-        }
+/// The network's object of this kind as it is now: from the cache, or, when the cache has none
+/// (a new network, an object of someone else, a watch that lags), from the API server. An
+/// object the network does not control is an error.
+async fn observed<K>(
+    cache: &Store<K>,
+    api: &Api<K>,
+    network: &BitcoinNetwork,
+    (kind, read): (&'static str, &'static str),
+) -> Result<Option<Arc<K>>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = network.name_any();
+    let key = ObjectRef::new(&name).within(&network.namespace().unwrap_or_default());
+    let found = match cache.get(&key) {
+        Some(found) => Some(found),
+        None => api.get_opt(&name).await.map_err(Error::kube(read))?.map(Arc::new),
+    };
+    match found {
+        Some(found) if !resources::controlled_by(found.as_ref(), network) => Err(Error::NotOwned { kind, name }),
+        found => Ok(found),
     }
 }
 
-async fn ensure_stateful_set(network: &BitcoinNetwork, ctx: &Context, api: &Api<StatefulSet>) -> Result<(), Error> {
+/// Events for what the apply changed, judged by the server's objects before and after it.
+async fn report_changes(
+    network: &BitcoinNetwork,
+    ctx: &Context,
+    new_service: bool,
+    before: Option<&StatefulSet>,
+    after: &StatefulSet,
+) {
     let name = network.name_any();
-    let wanted = resources::stateful_set(network, &ctx.settings.pods);
-    let Some(found) = api.get_opt(&name).await.map_err(Error::kube("read the StatefulSet"))? else {
-        api.create(&PostParams::default(), &wanted).await.map_err(Error::kube("create the StatefulSet"))?;
+    let Some(before) = before else {
         info!(network = %name, nodes = network.spec.nodes, "created StatefulSet");
-        let note = format!("created StatefulSet and headless Service {name} for {} nodes", network.spec.nodes);
+        let what = if new_service { "StatefulSet and headless Service" } else { "StatefulSet" };
+        let note = format!("created {what} {name} for {} nodes", network.spec.nodes);
         ctx.publish(network, EventType::Normal, "Created", note).await;
-        return Ok(());
+        return;
     };
-    if !resources::controlled_by(&found, network) {
-        return Err(Error::NotOwned { kind: "StatefulSet", name });
-    }
-    let drift = resources::drift(&found, &wanted);
-    if drift.is_empty() {
-        return Ok(());
-    }
-    // A merge patch of the parts the operator owns: the replica count and the pod template
-    // (whose container list it replaces whole).
-    let spec = wanted.spec.expect("built with a spec");
-    let patch = json!({"spec": {"replicas": spec.replicas, "template": spec.template}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube("update the StatefulSet"))?;
-    let had = found.spec.and_then(|s| s.replicas).unwrap_or(1);
-    if drift.contains(&"replicas") {
-        info!(network = %name, from = had, to = network.spec.nodes, "scaled StatefulSet");
-        let note = format!("scaled from {had} to {} nodes", network.spec.nodes);
+    let (was, is) = (before.spec.as_ref(), after.spec.as_ref());
+    let replicas = |spec: Option<&StatefulSetSpec>| spec.and_then(|s| s.replicas).unwrap_or(1);
+    if replicas(was) != replicas(is) {
+        info!(network = %name, from = replicas(was), to = replicas(is), "scaled StatefulSet");
+        let note = format!("scaled from {} to {} nodes", replicas(was), replicas(is));
         ctx.publish(network, EventType::Normal, "Scaled", note).await;
     }
-    let others: Vec<&str> = drift.into_iter().filter(|f| *f != "replicas").collect();
-    if !others.is_empty() {
-        let note = format!("updated the pod template ({})", others.join(", "));
+    if was.map(|s| &s.template) != is.map(|s| &s.template) {
+        let generation = after.metadata.generation.unwrap_or_default();
+        info!(network = %name, generation, "updated the pod template");
+        let note = format!("updated the pod template (StatefulSet generation {generation})");
         ctx.publish(network, EventType::Normal, "Updated", note).await;
     }
-    Ok(())
 }
 
 /// Through the status subresource, with the resourceVersion the reconcile started from: a
@@ -222,23 +308,50 @@ async fn write_status(
     }
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, settings: Settings, rpc: RpcClient) -> Result<(), Error> {
+/// Runs the controller until SIGTERM or Ctrl-C, with health and metrics on `metrics`.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    rpc: RpcClient,
+    metrics: tokio::net::TcpListener,
+) -> Result<(), Error> {
     let networks: Api<BitcoinNetwork> = Api::all(client.clone());
-    // Fail at once, with a hint, when the CRD is missing, instead of a watcher retrying forever.
-    networks.list(&ListParams::default().limit(1)).await.map_err(|e| Error::CrdMissing(Box::new(e)))?;
+    // Fail at once, saying why, instead of a watcher retrying forever.
+    networks.list(&ListParams::default().limit(1)).await.map_err(Error::at_start)?;
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let (stateful_sets, sets_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
+    let cache = Cache { stateful_sets, services, pods };
     let concurrency = settings.concurrency;
-    let ctx = Arc::new(Context::new(client.clone(), rpc, settings));
-    Controller::new(networks, watcher::Config::default())
+    let ctx = Arc::new(Context::new(client.clone(), rpc, settings, cache.clone()));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(crate::metrics::serve(metrics, ctx.metrics.clone(), ready.clone()));
+    let controller = Controller::new(networks, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
+        .owns_stream(reflected(sets_writer, Api::<StatefulSet>::all(client.clone()), &managed))
+        .owns_stream(reflected(services_writer, Api::<Service>::all(client.clone()), &managed))
         // Pods are owned by the StatefulSet, not the network: their label leads back to it.
-        .watches(Api::<Pod>::all(client), managed, |pod: Pod| {
+        .watches_stream(reflected(pods_writer, Api::<Pod>::all(client), &managed), |pod: Pod| {
             let network = pod.labels().get(NETWORK_LABEL)?.clone();
             Some(ObjectRef::new(&network).within(&pod.namespace()?))
-        })
+        });
+    let store = controller.store();
+    tokio::spawn(async move {
+        let synced = futures::future::join4(
+            store.wait_until_ready(),
+            cache.stateful_sets.wait_until_ready(),
+            cache.services.wait_until_ready(),
+            cache.pods.wait_until_ready(),
+        )
+        .await;
+        if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
+            ready.store(true, Ordering::Release);
+            info!("watches synced: ready");
+        }
+    });
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -247,5 +360,18 @@ pub async fn run(client: Client, settings: Settings, rpc: RpcClient) -> Result<(
             }
         })
         .await;
+    server.abort();
     Ok(())
+}
+
+/// A watch whose objects also go into the cache behind `writer`.
+fn reflected<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: &watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    watcher(api, config.clone()).default_backoff().reflect(writer).touched_objects()
 }

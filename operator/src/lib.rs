@@ -9,6 +9,8 @@
 pub mod controller;
 pub mod crd;
 pub mod mesh;
+pub mod metrics;
+pub mod policy;
 pub mod resources;
 pub mod rpc;
 pub mod secret;
@@ -33,11 +35,32 @@ pub enum Error {
     NoNamespace,
     #[error("the mesh could not be updated on {failed} of {of} nodes; first: {first}")]
     Mesh { failed: usize, of: usize, first: rpc::RpcError },
-    #[error("cannot list BitcoinNetworks ({0}); is the CRD installed? The chart installs it from chart-template/crds/")]
-    CrdMissing(#[source] Box<kube::Error>),
+    #[error(
+        "the BitcoinNetwork CRD is not installed (the API server has no bitcoinnetworks.{}); the chart installs it from its crds/",
+        crd::GROUP
+    )]
+    CrdMissing,
+    #[error(
+        "the operator may not list BitcoinNetworks (403 Forbidden: {0}); bind its ServiceAccount to the chart's ClusterRole"
+    )]
+    Forbidden(String),
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Unreachable(#[source] Box<kube::Error>),
+    #[error("the Kubernetes API refused to list BitcoinNetworks: {0}")]
+    StartRefused(#[source] Box<kube::Error>),
 }
 
 impl Error {
+    /// What the first call to the API server says about the cluster.
+    pub fn at_start(error: kube::Error) -> Error {
+        match error {
+            kube::Error::Api(status) if status.code == 404 => Error::CrdMissing,
+            kube::Error::Api(status) if status.code == 403 => Error::Forbidden(status.message),
+            kube::Error::Api(_) => Error::StartRefused(Box::new(error)),
+            other => Error::Unreachable(Box::new(other)),
+        }
+    }
+
     /// `map_err(Error::kube("read the Service"))`
     pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
         move |source| Error::Kube { action, source }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bitcoin_operator::controller::{self, Settings};
+use bitcoin_operator::policy::AllowedImages;
 use bitcoin_operator::resources::{PodDefaults, RPC_PORT};
 use bitcoin_operator::rpc::RpcClient;
 use clap::Parser;
@@ -19,6 +20,11 @@ struct Args {
     /// bitcoind image for networks that do not name one (spec.image).
     #[arg(long, default_value_t = Settings::default().pods.image)]
     bitcoind_image: String,
+    /// Image repositories networks may name in spec.image, comma-separated (any tag or digest
+    /// of them). Default: the repository of --bitcoind-image. A network naming another image is
+    /// refused: a Warning event, a status condition, and its StatefulSet is left as it is.
+    #[arg(long, value_delimiter = ',')]
+    allowed_images: Vec<String>,
     /// Pull policy of the bitcoind containers.
     #[arg(long, default_value = "IfNotPresent", value_parser = ["Always", "IfNotPresent", "Never"])]
     bitcoind_pull_policy: String,
@@ -31,6 +37,9 @@ struct Args {
     /// Networks reconciled at once (0: no limit).
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
+    /// Port of /healthz, /readyz and /metrics, on all addresses (0: any free port, logged).
+    #[arg(long, default_value_t = 8080)]
+    metrics_port: u16,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -41,8 +50,13 @@ fn main() -> ExitCode {
     // Colours only for a person at a terminal, not in `kubectl logs`.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_max_level(args.log_level).with_target(false).with_ansi(ansi).init();
+    let allowed_images = match args.allowed_images.is_empty() {
+        true => AllowedImages::new([&args.bitcoind_image]),
+        false => AllowedImages::new(&args.allowed_images),
+    };
     let settings = Settings {
-        pods: PodDefaults { image: args.bitcoind_image, pull_policy: args.bitcoind_pull_policy },
+        pods: PodDefaults::new(&args.bitcoind_image, &args.bitcoind_pull_policy),
+        allowed_images,
         resync: Duration::from_secs(args.resync_seconds),
         concurrency: args.concurrency,
         ..Settings::default()
@@ -50,9 +64,14 @@ fn main() -> ExitCode {
     let rpc_timeout = Duration::from_secs(args.rpc_timeout_seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(async {
+        let metrics = tokio::net::TcpListener::bind(("0.0.0.0", args.metrics_port)).await.map_err(|e| {
+            format!("cannot listen on port {} for /healthz, /readyz and /metrics: {e}", args.metrics_port)
+        })?;
+        let address = metrics.local_addr().map_err(|e| e.to_string())?;
         let client = kube::Client::try_default().await.map_err(|e| format!("no Kubernetes API to talk to: {e}"))?;
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), "bitcoin-operator starting");
-        controller::run(client, settings, RpcClient::new(RPC_PORT, rpc_timeout)).await.map_err(|e| e.to_string())
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), metrics = %address, "bitcoin-operator starting");
+        let rpc = RpcClient::new(RPC_PORT, rpc_timeout);
+        controller::run(client, settings, rpc, metrics).await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,15 +31,17 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// The credentials of the network: the named secret's, or the defaults when it names none.
-pub async fn credentials(secrets: &Api<Secret>, name: Option<&str>) -> Result<Credentials, Error> {
-    let Some(name) = name else { return Ok(Credentials::defaults()) };
+/// The Secret a network names, which must exist (its pods could not start without it).
+pub async fn read(secrets: &Api<Secret>, name: &str) -> Result<Secret, Error> {
     let secret = secrets.get_opt(name).await.map_err(Error::kube("read the RPC secret"))?;
-    let secret = secret.ok_or_else(|| Error::Secret {
+    secret.ok_or_else(|| Error::Secret {
         name: name.to_owned(),
-        problem: "does not exist in the network's namespace; create it with the keys BITCOIN_RPC_USER and BITCOIN_RPC_PASSWORD".to_owned(),
-    })?;
-    from_secret(name, &secret)
+        problem: format!(
+            "does not exist in the network's namespace; create it with the keys {USER_KEY} and {PASSWORD_KEY} and the label {}={}",
+            crate::policy::RPC_CREDENTIALS_LABEL.0,
+            crate::policy::RPC_CREDENTIALS_LABEL.1
+        ),
+    })
 }
 
 /// Pure part of [`credentials`]: both keys must be present, non-empty UTF-8.

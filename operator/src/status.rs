@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::crd::{BitcoinNetwork, BitcoinNetworkStatus, NodeStatus};
+use crate::policy::Refusal;
 use crate::resources::object_name;
 
 pub const READY: &str = "Ready";
@@ -38,13 +39,18 @@ pub fn nodes(network: &BitcoinNetwork, pods: &[Pod]) -> Vec<NodeStatus> {
 }
 
 /// The whole status. The Ready condition keeps its `lastTransitionTime` while its status stays
-/// the same, so an unchanged network computes an equal status and nothing is written.
-pub fn status(network: &BitcoinNetwork, pods: &[Pod], now: Time) -> BitcoinNetworkStatus {
+/// the same, so an unchanged network computes an equal status and nothing is written. A network
+/// the operator refuses to build is not ready, and the condition says why.
+pub fn status(network: &BitcoinNetwork, pods: &[Pod], now: Time, refusal: Option<&Refusal>) -> BitcoinNetworkStatus {
     let nodes = nodes(network, pods);
     let desired = network.spec.nodes;
     let ready = nodes.iter().filter(|n| n.ready && n.ordinal < desired).count() as i32;
     let all_ready = ready == desired && nodes.len() as i32 == desired;
-    let (status, reason) = if all_ready { ("True", "AllNodesReady") } else { ("False", "NodesNotReady") };
+    let (status, reason, message) = match refusal {
+        Some(refusal) => ("False", refusal.reason(), refusal.to_string()),
+        None if all_ready => ("True", "AllNodesReady", format!("{ready} of {desired} nodes ready")),
+        None => ("False", "NodesNotReady", format!("{ready} of {desired} nodes ready")),
+    };
     let previous = network.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
     let last_transition_time = match previous {
         Some(p) if p.status == status => p.last_transition_time.clone(),
@@ -54,7 +60,7 @@ pub fn status(network: &BitcoinNetwork, pods: &[Pod], now: Time) -> BitcoinNetwo
         type_: READY.to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
-        message: format!("{ready} of {desired} nodes ready"),
+        message,
         observed_generation: network.metadata.generation,
         last_transition_time,
     };

@@ -1,6 +1,7 @@
 //! The operator binary itself, against the in-memory API server over HTTP: the controller's
-//! watches, its reconciles of networks that exist at start, and its exits.
+//! watches, its reconciles of networks that exist at start, health and metrics, and its exits.
 
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,48 @@ use crate::support::fixtures::*;
 
 fn operator(kubeconfig: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_operator"))
-        .args(["--log-level", "info", "--bitcoind-image", "example/bitcoind:1"])
+        .args(["--log-level", "info", "--bitcoind-image", "example/bitcoind:1", "--metrics-port", "0"])
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// The address of /metrics the operator logs at start; its log goes on into `log`.
+fn metrics_address(child: &mut Child, log: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.lock().unwrap().push_str(&line);
+        if let Some(address) = line.split_whitespace().find_map(|w| w.strip_prefix("metrics=")) {
+            let port = address.rsplit_once(':').unwrap().1.to_owned();
+            std::thread::spawn(move || lines.for_each(|l| log.lock().unwrap().push_str(&l.unwrap_or_default())));
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("the operator logged no metrics address: {}", log.lock().unwrap());
+}
+
+/// Status and body of GET `path` on `address`.
+async fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let (address, path) = (address.to_owned(), path.to_owned());
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
@@ -26,16 +62,24 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_operator_reconciles_what_it_lists_watches_its_objects_and_stops_on_sigterm() {
-    let api = FakeApi::default();
-    api.insert(network("alpha", 2, None));
-    api.insert(network("beta", 0, Some("rpc")));
+async fn serve(api: &FakeApi) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     api.serve(listener);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health_and_metrics_and_stops_on_sigterm() {
+    let api = FakeApi::default();
+    api.insert(network("alpha", 2, None));
+    api.insert(network("beta", 0, Some("rpc")));
+    api.insert(secret("rpc", "u", "p"));
+    let port = serve(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = operator(&kubeconfig(dir.path(), port));
+    let log = std::sync::Arc::default();
+    let metrics = metrics_address(&mut child, std::sync::Arc::clone(&log));
 
     let mut calls = Vec::new();
     until("statuses for both networks", || {
@@ -56,6 +100,20 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_and_stops_on_
     // Secrets are read one by one, never listed or watched.
     assert!(!calls.iter().any(|c| c.ends_with("/secrets")), "{calls:#?}");
 
+    assert_eq!(http_get(&metrics, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&metrics, "/readyz").await, (200, "ok\n".to_owned()));
+    let (status, text) = http_get(&metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let applied = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bitcoin_operator_reconciles_total{outcome=\"applied\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(applied.is_some_and(|n| n >= 2), "{text}");
+    for family in ["bitcoin_operator_reconcile_duration_seconds_bucket", "bitcoin_operator_mesh_rpc_failures_total"] {
+        assert!(text.contains(family), "{family} in {text}");
+    }
+    assert_eq!(http_get(&metrics, "/nothing").await.0, 404);
+
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let start = Instant::now();
     let status = loop {
@@ -70,13 +128,29 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_and_stops_on_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_an_api_server_the_operator_exits_with_a_hint() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let dir = tempfile::tempdir().unwrap();
-    let output = operator(&kubeconfig(dir.path(), port)).wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot list BitcoinNetworks") && stderr.contains("is the CRD installed?"), "{stderr}");
+async fn start_up_errors_say_what_they_are() {
+    let cases: [(&str, fn(&FakeApi), &str); 3] = [
+        ("no API server", |_| {}, "cannot reach the Kubernetes API"),
+        ("no CRD", FakeApi::without_crd, "the BitcoinNetwork CRD is not installed"),
+        (
+            "no permission",
+            |api| api.forbid("list", "bitcoinnetworks"),
+            "the operator may not list BitcoinNetworks (403 Forbidden: bitcoinnetworks.bitcoin.stagecoach.dev is forbidden",
+        ),
+    ];
+    for (name, setup, expected) in cases {
+        let port = if name == "no API server" {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        } else {
+            let api = FakeApi::default();
+            setup(&api);
+            serve(&api).await
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let output = operator(&kubeconfig(dir.path(), port)).wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(expected), "{name}: {text}");
+    }
 }

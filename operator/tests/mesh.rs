@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bitcoin_operator::controller::reconcile;
 use bitcoin_operator::mesh;
 use bitcoin_operator::rpc::{RpcClient, RpcError};
 use bitcoin_operator::secret::Credentials;
@@ -206,8 +205,8 @@ async fn reconcile_meshes_the_ready_pods_with_the_secrets_credentials() {
     }
     // Node 2 is not ready: it is left out, and node 0 forgets it.
     nodes[0].set_added(&[&nodes[2].ip]);
-    let ctx = context(&api, port);
-    reconcile(current(&api, "net"), ctx.clone()).await.unwrap();
+    let operator = Operator::new(&api, port);
+    operator.reconcile("net").await.unwrap();
     assert_eq!(nodes[0].added(), [nodes[1].ip.clone()]);
     assert_eq!(nodes[1].added(), [nodes[0].ip.clone()]);
     assert!(nodes[2].take_calls().is_empty());
@@ -224,7 +223,7 @@ async fn reconcile_meshes_the_ready_pods_with_the_secrets_credentials() {
 
     // Node 2 becomes ready: everyone learns it.
     api.insert(pod("net", 2, true, Some(&nodes[2].ip)));
-    reconcile(current(&api, "net"), ctx.clone()).await.unwrap();
+    operator.reconcile("net").await.unwrap();
     for (i, node) in nodes.iter().enumerate() {
         let mut others: Vec<String> = nodes.iter().filter(|n| n.ip != node.ip).map(|n| n.ip.clone()).collect();
         others.sort();
@@ -241,7 +240,8 @@ async fn a_missing_or_incomplete_secret_fails_the_reconcile_but_the_status_is_wr
         (
             "no password",
             Some(
-                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rpc", "namespace": "default"}, "data": {"BITCOIN_RPC_USER": "YWxpY2U="}}),
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rpc", "namespace": "default",
+                    "labels": {"bitcoin.stagecoach.dev/rpc-credentials": "true"}}, "data": {"BITCOIN_RPC_USER": "YWxpY2U="}}),
             ),
             "secret rpc has no key BITCOIN_RPC_PASSWORD",
         ),
@@ -254,7 +254,7 @@ async fn a_missing_or_incomplete_secret_fails_the_reconcile_but_the_status_is_wr
         if let Some(secret) = secret {
             api.insert(secret);
         }
-        let error = reconcile(current(&api, "net"), context(&api, port)).await.unwrap_err().to_string();
+        let error = Operator::new(&api, port).reconcile("net").await.unwrap_err().to_string();
         assert!(error.contains(expected), "{name}: {error}");
         assert!(!error.contains("not-the-password"), "{name}: {error}");
         assert_eq!(api.get(NETWORKS, "net").unwrap()["status"]["readyNodes"], 1, "{name}");

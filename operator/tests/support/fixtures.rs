@@ -5,9 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin_operator::controller::{Context, Settings};
+use std::sync::Mutex;
+
+use bitcoin_operator::Error;
+use bitcoin_operator::controller::{Cache, Context, Settings, reconcile};
 use bitcoin_operator::crd::BitcoinNetwork;
 use bitcoin_operator::rpc::RpcClient;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::fake_api::FakeApi;
@@ -37,22 +46,78 @@ pub fn pod(network: &str, ordinal: i32, ready: bool, ip: Option<&str>) -> Value 
     }
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{network}-{ordinal}"), "namespace": "default",
-            "labels": {"app.kubernetes.io/name": "bitcoind", "bitcoin.stagecoach.dev/network": network}},
+            "labels": {"app.kubernetes.io/name": "bitcoind", "bitcoin.stagecoach.dev/network": network,
+                "app.kubernetes.io/instance": network, "app.kubernetes.io/managed-by": "bitcoin-operator"}},
         "spec": {"nodeName": "kind-worker", "containers": [{"name": "bitcoind"}]},
         "status": status})
 }
 
+/// An RPC secret networks may use: it carries the label that says so.
 pub fn secret(name: &str, user: &str, password: &str) -> Value {
+    let mut secret = unlabelled_secret(name, user, password);
+    secret["metadata"]["labels"] = json!({"bitcoin.stagecoach.dev/rpc-credentials": "true"});
+    secret
+}
+
+pub fn unlabelled_secret(name: &str, user: &str, password: &str) -> Value {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
         "data": {"BITCOIN_RPC_USER": b64(user), "BITCOIN_RPC_PASSWORD": b64(password)}})
 }
 
-/// A reconcile context whose JSON-RPC calls go to `rpc_port` with a short deadline.
-pub fn context(api: &FakeApi, rpc_port: u16) -> Arc<Context> {
-    let settings = Settings { backoff: Duration::from_secs(2), ..Settings::default() };
-    Arc::new(Context::new(api.client(), RpcClient::new(rpc_port, Duration::from_millis(500)), settings))
+/// The reconciler around a fake API, with the caches the operator's watches would fill.
+pub struct Operator {
+    pub ctx: Arc<Context>,
+    api: FakeApi,
+    writers: Mutex<(Writer<StatefulSet>, Writer<Service>, Writer<Pod>)>,
+}
+
+impl Operator {
+    /// JSON-RPC calls go to `rpc_port` with a short deadline.
+    pub fn new(api: &FakeApi, rpc_port: u16) -> Self {
+        Self::with(api, rpc_port, Settings::default())
+    }
+
+    pub fn with(api: &FakeApi, rpc_port: u16, settings: Settings) -> Self {
+        let (stateful_sets, sets) = reflector::store();
+        let (services, svcs) = reflector::store();
+        let (pods, pod_writer) = reflector::store();
+        let cache = Cache { stateful_sets, services, pods };
+        let rpc = RpcClient::new(rpc_port, Duration::from_millis(500));
+        let settings = Settings { backoff: Duration::from_secs(2), ..settings };
+        let ctx = Arc::new(Context::new(api.client(), rpc, settings, cache));
+        Self { ctx, api: api.clone(), writers: Mutex::new((sets, svcs, pod_writer)) }
+    }
+
+    /// Brings the caches to what the server holds, as a relist of each watch does (the watches
+    /// see only objects labelled as the operator's).
+    pub fn sync(&self) {
+        let mut writers = self.writers.lock().unwrap();
+        relist(&mut writers.0, self.api.watched("/apis/apps/v1/statefulsets", MANAGED));
+        relist(&mut writers.1, self.api.watched("/api/v1/services", MANAGED));
+        relist(&mut writers.2, self.api.watched("/api/v1/pods", MANAGED));
+    }
+
+    /// One reconcile of the network as the controller would start it: from the watch's copy,
+    /// with the caches in sync.
+    pub async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        self.sync();
+        reconcile(current(&self.api, name), self.ctx.clone()).await
+    }
+}
+
+const MANAGED: &str = "app.kubernetes.io/managed-by=bitcoin-operator";
+
+fn relist<K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned>(
+    writer: &mut Writer<K>,
+    objects: Vec<Value>,
+) {
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(serde_json::from_value(object).unwrap()));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
 }
 
 /// The network as the reconciler would get it from the watch: the fake server's current copy.
