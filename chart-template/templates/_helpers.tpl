@@ -21,3 +21,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- $names | uniq | sortAlpha | toJson -}}
 {{- end -}}
+
+{{/* The repositories networks may name in spec.image: bitcoind.image's and the listed ones. */}}
+{{- define "bitcoin-operator.allowedImages" -}}
+{{- $image := .Values.bitcoind.image | splitList "@" | first -}}
+{{- $parts := $image | splitList ":" -}}
+{{- $repository := $image -}}
+{{- if and (gt (len $parts) 1) (not (contains "/" (last $parts))) -}}
+{{- $repository = $parts | initial | join ":" -}}
+{{- end -}}
+{{- prepend (.Values.bitcoind.allowedImages | default list) $repository | uniq | join "," -}}
+{{- end -}}

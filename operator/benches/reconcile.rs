@@ -167,7 +167,7 @@ async fn run_operator(api: &FakeApi, dir: &std::path::Path) -> std::process::Chi
     api.serve(listener);
     let kubeconfig = fixtures::kubeconfig(dir, port);
     std::process::Command::new(env!("CARGO_BIN_EXE_operator"))
-        .args(["--log-level", "warn"])
+        .args(["--log-level", "warn", "--metrics-port", "0"])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .spawn()

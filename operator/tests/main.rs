@@ -5,7 +5,9 @@
 mod binary;
 mod crd;
 mod kind;
+mod manifests;
 mod mesh;
+mod rbac;
 mod reconcile;
 mod secret;
 mod support;

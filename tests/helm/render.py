@@ -4,7 +4,7 @@
 contacted: an install writes what it would apply to $FAKE_STATE/deployed-RELEASE.yaml and the
 sha256 of the chart it was given to $FAKE_STATE/deployed-RELEASE.chart.
 
-    render.py template RELEASE CHART [--set-string K=V]...
+    render.py template RELEASE CHART [--namespace NS] [--set-string K=V]... [--set-json K=JSON]...
     render.py upgrade --install RELEASE CHART [--wait] [--timeout T] --kubeconfig FILE
               [--kube-context NAME] [--set-string K=V]...
 
@@ -31,8 +31,8 @@ def parse(args):
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--set-string":
-            sets.append(args[i + 1])
+        if arg in ("--set-string", "--set-json"):
+            sets.append((arg, args[i + 1]))
             i += 2
         elif arg in ("--timeout", "--kubeconfig", "--kube-context", "--namespace"):
             options[arg] = args[i + 1]
@@ -46,12 +46,15 @@ def parse(args):
     return positional, options, sets
 
 
-def render(release, chart, sets):
+def render(release, chart, sets, namespace="default"):
     values = {}
-    for expression in sets:
-        merge(values, helm_python.parse_set_string_values(expression))
+    for kind, expression in sets:
+        if kind == "--set-json":
+            merge(values, helm_python.parse_set_json(expression))
+        else:
+            merge(values, helm_python.parse_set_string_values(expression))
     manifests = helm_python.Chart.load(chart).render(
-        values, name=release, namespace="default", is_install=True
+        values, name=release, namespace=namespace, is_install=True
     )
     out = []
     for path in sorted(manifests):
@@ -65,8 +68,8 @@ def render(release, chart, sets):
 def main(argv):
     command = argv[0]
     if command == "template":
-        (release, chart), _, sets = parse(argv[1:])
-        sys.stdout.write(render(release, chart, sets))
+        (release, chart), options, sets = parse(argv[1:])
+        sys.stdout.write(render(release, chart, sets, options.get("--namespace", "default")))
         return 0
     if command == "upgrade":
         positional, options, sets = parse(argv[1:])

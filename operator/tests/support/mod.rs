@@ -1,3 +1,4 @@
 pub mod bitcoind;
 pub mod fake_api;
 pub mod fixtures;
+pub mod tools;
