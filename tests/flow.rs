@@ -165,7 +165,7 @@ credentials:
             format!("+version: 0.1.1-dev.{short}"),
             format!("+appVersion: \"{commit}\""),
             "-  repository: 127.0.0.1:5000/bitcoin-operator".to_string(),
-            "-  tag: \"0.1.0\"".to_string(),
+            "-  tag: 0.1.0".to_string(),
             "-  digest: \"\"".to_string(),
             format!("+  repository: {repository}"),
             format!("+  tag: {}", crate::support::yaml_tag(short)),

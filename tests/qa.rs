@@ -93,7 +93,7 @@ fn setup(version: &str, name: &str) -> Option<Qa> {
     std::fs::write(qa.join("Chart.yaml"), chart).unwrap();
     let values = std::fs::read_to_string(qa.join("values.yaml"))
         .unwrap()
-        .replace("tag: \"0.1.0\"", &format!("tag: {tag}"))
+        .replace("tag: 0.1.0", &format!("tag: {tag}"))
         .replace("repository: 127.0.0.1:5000/bitcoin-operator", "repository: stagecoach-test/qa-op");
     std::fs::write(qa.join("values.yaml"), values).unwrap();
     std::fs::create_dir_all(qa.join("pipelines")).unwrap();
