@@ -30,6 +30,8 @@ impl Namespace {
             "--from-literal=BITCOIN_RPC_USER=kind",
             "--from-literal=BITCOIN_RPC_PASSWORD=kind-test-password",
         ]);
+        // Without it the operator refuses the secret.
+        kubectl(&["label", "secret", "bitcoin-rpc", "-n", &ns.0, "bitcoin.stagecoach.dev/rpc-credentials=true"]);
         let network = format!(
             "apiVersion: bitcoin.stagecoach.dev/v1\nkind: BitcoinNetwork\nmetadata:\n  name: net\n  namespace: {}\nspec:\n  nodes: {nodes}\n  secret: bitcoin-rpc\n",
             ns.0

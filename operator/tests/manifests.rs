@@ -65,8 +65,7 @@ fn validate(bin: &Path, file: &Path) -> Vec<String> {
 /// The checks checkov fails in a file, and those it skips without a reason.
 fn checkov(bin: &Path, file: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    let checkov =
-        run(bin, "checkov", &["--framework", "kubernetes", "--skip-download", "-o", "json", "-f"], file);
+    let checkov = run(bin, "checkov", &["--framework", "kubernetes", "--skip-download", "-o", "json", "-f"], file);
     let report: Value = serde_json::from_slice(&checkov.stdout).unwrap_or_else(|e| {
         panic!(
             "checkov said no JSON ({e}): {}{}",
