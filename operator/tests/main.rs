@@ -4,9 +4,11 @@
 
 mod binary;
 mod crd;
+mod fake;
 mod kind;
 mod manifests;
 mod mesh;
+mod policy;
 mod rbac;
 mod reconcile;
 mod secret;

@@ -607,6 +607,7 @@ fn defaulted(mut object: Value) -> Value {
         }
         Some("StatefulSet") => {
             let spec = &mut object["spec"];
+            default(spec, "replicas", json!(1));
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
             default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
