@@ -139,3 +139,61 @@ fn the_chart_the_crd_and_the_operators_objects_pass_the_schemas_and_checkov() {
     let problems = [validate(&bin, &files), checkov(&bin, &manifests, checked_by_checkov)].concat();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| o["kind"] == kind)
+}
+
+#[test]
+fn the_chart_wires_probes_to_the_metrics_port_labels_its_secret_and_passes_the_allowed_images() {
+    let Some(python) = helm_engine() else { return };
+    let cases: [(&str, &[&str], &str, &str, bool); 3] = [
+        ("defaults", &[], "8080", "bitcoin/bitcoin", true),
+        (
+            "another port, a bitcoind from a registry with a port, more images, no NetworkPolicy",
+            &[
+                "operator.metricsPort=9090",
+                r#"bitcoind.image="127.0.0.1:5000/bitcoind:28.1@sha256:abc""#,
+                r#"bitcoind.allowedImages=["ghcr.io/example/bitcoin"]"#,
+                "networkPolicy.enabled=false",
+            ],
+            "9090",
+            "127.0.0.1:5000/bitcoind,ghcr.io/example/bitcoin",
+            false,
+        ),
+        (
+            "the default image listed again",
+            &[r#"bitcoind.allowedImages=["bitcoin/bitcoin"]"#],
+            "8080",
+            "bitcoin/bitcoin",
+            true,
+        ),
+    ];
+    for (name, sets, port, allowed, policy) in cases {
+        let objects = documents(&render_chart(&python, NAMESPACE, sets));
+        let deployment = find(&objects, "Deployment").expect("a Deployment");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.contains(&format!("--metrics-port={port}").as_str()), "{name}: {args:?}");
+        assert!(args.contains(&format!("--allowed-images={allowed}").as_str()), "{name}: {args:?}");
+        assert_eq!(container["ports"][0]["containerPort"].to_string(), port, "{name}");
+        assert_eq!(
+            (&container["livenessProbe"]["httpGet"], &container["readinessProbe"]["httpGet"]),
+            (
+                &serde_json::json!({"path": "/healthz", "port": "metrics"}),
+                &serde_json::json!({"path": "/readyz", "port": "metrics"})
+            ),
+            "{name}"
+        );
+        let secret = find(&objects, "Secret").expect("the rpcSecret");
+        assert_eq!(secret["metadata"]["labels"]["bitcoin.stagecoach.dev/rpc-credentials"], "true", "{name}");
+        let network_policy = find(&objects, "NetworkPolicy");
+        assert_eq!(network_policy.is_some(), policy, "{name}");
+        if let Some(network_policy) = network_policy {
+            assert_eq!(
+                network_policy["spec"]["ingress"][0]["ports"],
+                serde_json::json!([{"port": "metrics", "protocol": "TCP"}])
+            );
+        }
+    }
+}
