@@ -67,7 +67,7 @@ const CHECKOV_SKIPS: &[(&str, &str)] = &[
     ("CKV_K8S_35", "bitcoind takes RPC credentials as arguments only, expanded by the kubelet from the environment"),
     (
         "CKV2_K8S_6",
-        "no NetworkPolicy yet: the operator's RPC calls come from a namespace it is installed in; RPC needs the network's credentials",
+        "a network serves RPC and P2P to the user's own pods, which the operator cannot know; RPC needs the network's credentials",
     ),
 ];
 
