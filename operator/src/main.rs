@@ -21,8 +21,9 @@ struct Args {
     #[arg(long, default_value_t = Settings::default().pods.image)]
     bitcoind_image: String,
     /// Image repositories networks may name in spec.image, comma-separated (any tag or digest
-    /// of them). Default: the repository of --bitcoind-image. A network naming another image is
-    /// refused: a Warning event, a status condition, and its StatefulSet is left as it is.
+    /// of them), besides the repository of --bitcoind-image, which is always allowed. A network
+    /// naming another image is refused: a Warning event, a status condition, and its
+    /// StatefulSet is left as it is.
     #[arg(long, value_delimiter = ',')]
     allowed_images: Vec<String>,
     /// Pull policy of the bitcoind containers.
@@ -50,10 +51,7 @@ fn main() -> ExitCode {
     // Colours only for a person at a terminal, not in `kubectl logs`.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_max_level(args.log_level).with_target(false).with_ansi(ansi).init();
-    let allowed_images = match args.allowed_images.is_empty() {
-        true => AllowedImages::new([&args.bitcoind_image]),
-        false => AllowedImages::new(&args.allowed_images),
-    };
+    let allowed_images = AllowedImages::new(std::iter::once(&args.bitcoind_image).chain(&args.allowed_images));
     let settings = Settings {
         pods: PodDefaults::new(&args.bitcoind_image, &args.bitcoind_pull_policy),
         allowed_images,

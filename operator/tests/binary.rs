@@ -11,6 +11,7 @@ use crate::support::fixtures::*;
 fn operator(kubeconfig: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_operator"))
         .args(["--log-level", "info", "--bitcoind-image", "example/bitcoind:1", "--metrics-port", "0"])
+        .args(["--allowed-images", "other.example/bitcoind,third.example/bitcoind"])
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::piped())
@@ -75,6 +76,14 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     api.insert(network("alpha", 2, None));
     api.insert(network("beta", 0, Some("rpc")));
     api.insert(secret("rpc", "u", "p"));
+    // Images: another tag of --bitcoind-image's repository, one of --allowed-images, another.
+    for (name, image) in
+        [("tagged", "example/bitcoind:2"), ("listed", "other.example/bitcoind:5"), ("foreign", "evil.example/x:1")]
+    {
+        let mut network = network(name, 1, None);
+        network["spec"]["image"] = serde_json::json!(image);
+        api.insert(network);
+    }
     let port = serve(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = operator(&kubeconfig(dir.path(), port));
@@ -84,9 +93,17 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     let mut calls = Vec::new();
     until("statuses for both networks", || {
         calls.extend(api.take_calls());
-        ["alpha", "beta"].iter().all(|n| api.get(NETWORKS, n).is_some_and(|o| !o["status"].is_null()))
+        let names = ["alpha", "beta", "tagged", "listed", "foreign"];
+        names.iter().all(|n| api.get(NETWORKS, n).is_some_and(|o| !o["status"].is_null()))
     })
     .await;
+    let image = |name: &str| {
+        api.get(STATEFULSETS, name).map(|s| s["spec"]["template"]["spec"]["containers"][0]["image"].clone())
+    };
+    assert_eq!(image("tagged"), Some(serde_json::json!("example/bitcoind:2")));
+    assert_eq!(image("listed"), Some(serde_json::json!("other.example/bitcoind:5")));
+    assert_eq!(image("foreign"), None, "a refused network gets no StatefulSet");
+    assert_eq!(api.get(NETWORKS, "foreign").unwrap()["status"]["conditions"][0]["reason"], "ImageNotAllowed");
     let sts = api.get(STATEFULSETS, "alpha").unwrap();
     assert_eq!(sts["spec"]["replicas"], 2);
     assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["image"], "example/bitcoind:1");
@@ -104,11 +121,11 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     assert_eq!(http_get(&metrics, "/readyz").await, (200, "ok\n".to_owned()));
     let (status, text) = http_get(&metrics, "/metrics").await;
     assert_eq!(status, 200);
-    let applied = text
-        .lines()
-        .find_map(|l| l.strip_prefix("bitcoin_operator_reconciles_total{outcome=\"applied\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(applied.is_some_and(|n| n >= 2), "{text}");
+    let reconciles = |outcome: &str| {
+        let prefix = format!("bitcoin_operator_reconciles_total{{outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert!(reconciles("applied") >= 4 && reconciles("refused") >= 1, "{text}");
     for family in ["bitcoin_operator_reconcile_duration_seconds_bucket", "bitcoin_operator_mesh_rpc_failures_total"] {
         assert!(text.contains(family), "{family} in {text}");
     }
