@@ -3,6 +3,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::fake_api::FakeApi;
@@ -21,14 +22,16 @@ fn operator(kubeconfig: &std::path::Path) -> Child {
 }
 
 /// The address of /metrics the operator logs at start; its log goes on into `log`.
-fn metrics_address(child: &mut Child, log: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+fn metrics_address(child: &mut Child, log: Arc<Mutex<String>>) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        log.lock().unwrap().push_str(&line);
+        log.lock().unwrap().push_str(&format!("{line}\n"));
         if let Some(address) = line.split_whitespace().find_map(|w| w.strip_prefix("metrics=")) {
             let port = address.rsplit_once(':').unwrap().1.to_owned();
-            std::thread::spawn(move || lines.for_each(|l| log.lock().unwrap().push_str(&l.unwrap_or_default())));
+            std::thread::spawn(move || {
+                lines.for_each(|l| log.lock().unwrap().push_str(&format!("{}\n", l.unwrap_or_default())))
+            });
             return format!("127.0.0.1:{port}");
         }
     }
@@ -55,10 +58,15 @@ async fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+/// Waits for `done`; on a timeout, the operator's log says why.
+async fn until(what: &str, log: &Mutex<String>, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "no {what} after 20 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {what} after 20 s; the operator logged:\n{}",
+            log.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -87,11 +95,11 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     let port = serve(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = operator(&kubeconfig(dir.path(), port));
-    let log = std::sync::Arc::default();
-    let metrics = metrics_address(&mut child, std::sync::Arc::clone(&log));
+    let log = Arc::default();
+    let metrics = metrics_address(&mut child, Arc::clone(&log));
 
     let mut calls = Vec::new();
-    until("statuses for both networks", || {
+    until("statuses for all networks", &log, || {
         calls.extend(api.take_calls());
         let names = ["alpha", "beta", "tagged", "listed", "foreign"];
         names.iter().all(|n| api.get(NETWORKS, n).is_some_and(|o| !o["status"].is_null()))
@@ -108,7 +116,7 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     assert_eq!(sts["spec"]["replicas"], 2);
     assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["image"], "example/bitcoind:1");
     assert_eq!(api.get(NETWORKS, "beta").unwrap()["status"]["conditions"][0]["status"], "True");
-    until("the four watches", || {
+    until("the four watches", &log, || {
         calls.extend(api.take_calls());
         let watched = |path: &str| calls.iter().any(|c| c.starts_with("WATCH") && c.ends_with(path));
         ["/bitcoinnetworks", "/statefulsets", "/services", "/pods"].iter().all(|p| watched(p))
