@@ -44,7 +44,7 @@ pub async fn read(secrets: &Api<Secret>, name: &str) -> Result<Secret, Error> {
     })
 }
 
-/// Pure part of [`credentials`]: both keys must be present, non-empty UTF-8.
+/// The credentials in a Secret [`read`] returned: both keys must be present, non-empty UTF-8.
 pub fn from_secret(name: &str, secret: &Secret) -> Result<Credentials, Error> {
     let value = |key: &str| -> Result<String, Error> {
         let bytes = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone());
