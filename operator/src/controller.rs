@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -319,39 +319,33 @@ pub async fn run(
     // Fail at once, saying why, instead of a watcher retrying forever.
     networks.list(&ListParams::default().limit(1)).await.map_err(Error::at_start)?;
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let (networks_store, networks_writer) = reflector::store();
     let (stateful_sets, sets_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let cache = Cache { stateful_sets, services, pods };
     let concurrency = settings.concurrency;
-    let ctx = Arc::new(Context::new(client.clone(), rpc, settings, cache.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), rpc, settings, cache));
 
-    let ready = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(crate::metrics::serve(metrics, ctx.metrics.clone(), ready.clone()));
-    let controller = Controller::new(networks, watcher::Config::default())
+    // Ready once each of the four watches has listed. Told by the watch streams themselves: a
+    // second task awaiting `Store::wait_until_ready` beside the controller's runner can take the
+    // runner's wake-up (kube-runtime's DelayedInit keeps one waker), and no reconcile would run.
+    let synced: Arc<[AtomicBool; 4]> = Arc::default();
+    let ready = {
+        let synced = synced.clone();
+        move || synced.iter().all(|watch| watch.load(Ordering::Acquire))
+    };
+    let server = tokio::spawn(crate::metrics::serve(metrics, ctx.metrics.clone(), ready));
+    let watch = |i: usize| Synced(synced.clone(), i);
+    Controller::for_stream(reflected(networks_writer, networks, &watcher::Config::default(), watch(0)), networks_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .owns_stream(reflected(sets_writer, Api::<StatefulSet>::all(client.clone()), &managed))
-        .owns_stream(reflected(services_writer, Api::<Service>::all(client.clone()), &managed))
+        .owns_stream(reflected(sets_writer, Api::<StatefulSet>::all(client.clone()), &managed, watch(1)))
+        .owns_stream(reflected(services_writer, Api::<Service>::all(client.clone()), &managed, watch(2)))
         // Pods are owned by the StatefulSet, not the network: their label leads back to it.
-        .watches_stream(reflected(pods_writer, Api::<Pod>::all(client), &managed), |pod: Pod| {
+        .watches_stream(reflected(pods_writer, Api::<Pod>::all(client), &managed, watch(3)), |pod: Pod| {
             let network = pod.labels().get(NETWORK_LABEL)?.clone();
             Some(ObjectRef::new(&network).within(&pod.namespace()?))
-        });
-    let store = controller.store();
-    tokio::spawn(async move {
-        let synced = futures::future::join4(
-            store.wait_until_ready(),
-            cache.stateful_sets.wait_until_ready(),
-            cache.services.wait_until_ready(),
-            cache.pods.wait_until_ready(),
-        )
-        .await;
-        if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
-            ready.store(true, Ordering::Release);
-            info!("watches synced: ready");
-        }
-    });
-    controller
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -364,14 +358,27 @@ pub async fn run(
     Ok(())
 }
 
-/// A watch whose objects also go into the cache behind `writer`.
+/// Flag `.1` of `.0`, set when that watch has listed.
+struct Synced(Arc<[AtomicBool; 4]>, usize);
+
+/// A watch whose objects also go into the cache behind `writer`; `synced` is set once it has
+/// listed.
 fn reflected<K>(
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     config: &watcher::Config,
+    synced: Synced,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    watcher(api, config.clone()).default_backoff().reflect(writer).touched_objects()
+    watcher(api, config.clone())
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                synced.0[synced.1].store(true, Ordering::Release);
+            }
+        })
+        .touched_objects()
 }

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,14 +80,23 @@ impl Metrics {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
+/// Serves `/healthz`, `/readyz` (200 when `ready()`) and `/metrics` on `listener` until the
+/// task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: impl Fn() -> bool + Clone + Send + Sync + 'static,
+) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        // A failed accept (a client gone, no file descriptor left) is waited out, not fatal.
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         let (metrics, ready) = (metrics.clone(), ready.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                let answer = answer(request.method(), request.uri().path(), &metrics, &ready);
+                let answer = answer(request.method(), request.uri().path(), &metrics, ready());
                 async move { Ok::<_, Infallible>(answer) }
             });
             // Probes and scrapes are short; a client that stalls is cut off.
@@ -101,7 +109,7 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, rea
     }
 }
 
-fn answer(method: &Method, path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
+fn answer(method: &Method, path: &str, metrics: &Metrics, ready: bool) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -115,7 +123,7 @@ fn answer(method: &Method, path: &str, metrics: &Metrics, ready: &AtomicBool) ->
     }
     match path {
         "/healthz" => text(StatusCode::OK, plain, "ok\n".to_owned()),
-        "/readyz" if ready.load(Ordering::Acquire) => text(StatusCode::OK, plain, "ok\n".to_owned()),
+        "/readyz" if ready => text(StatusCode::OK, plain, "ok\n".to_owned()),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, plain, "watches not synced yet\n".to_owned()),
         "/metrics" => {
             text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.text())

@@ -26,11 +26,13 @@ fn metrics_address(child: &mut Child, log: Arc<Mutex<String>>) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        log.lock().unwrap().push_str(&format!("{line}\n"));
+        log.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("{line}\n"));
         if let Some(address) = line.split_whitespace().find_map(|w| w.strip_prefix("metrics=")) {
             let port = address.rsplit_once(':').unwrap().1.to_owned();
             std::thread::spawn(move || {
-                lines.for_each(|l| log.lock().unwrap().push_str(&format!("{}\n", l.unwrap_or_default())))
+                lines.for_each(|l| {
+                    log.lock().unwrap_or_else(|e| e.into_inner()).push_str(&format!("{}\n", l.unwrap_or_default()))
+                })
             });
             return format!("127.0.0.1:{port}");
         }
@@ -58,15 +60,14 @@ async fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Waits for `done`; on a timeout, the operator's log says why.
-async fn until(what: &str, log: &Mutex<String>, mut done: impl FnMut() -> bool) {
+/// Waits for `done`; on a timeout, the operator's log and the calls the API got say why.
+async fn until(what: &str, log: &Mutex<String>, api: &FakeApi, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no {what} after 20 s; the operator logged:\n{}",
-            log.lock().unwrap()
-        );
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+            panic!("no {what} after 20 s; the operator logged:\n{log}\nthe API got:\n{:#?}", api.calls());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -98,9 +99,7 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     let log = Arc::default();
     let metrics = metrics_address(&mut child, Arc::clone(&log));
 
-    let mut calls = Vec::new();
-    until("statuses for all networks", &log, || {
-        calls.extend(api.take_calls());
+    until("statuses for all networks", &log, &api, || {
         let names = ["alpha", "beta", "tagged", "listed", "foreign"];
         names.iter().all(|n| api.get(NETWORKS, n).is_some_and(|o| !o["status"].is_null()))
     })
@@ -116,17 +115,27 @@ async fn the_operator_reconciles_what_it_lists_watches_its_objects_serves_health
     assert_eq!(sts["spec"]["replicas"], 2);
     assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["image"], "example/bitcoind:1");
     assert_eq!(api.get(NETWORKS, "beta").unwrap()["status"]["conditions"][0]["status"], "True");
-    until("the four watches", &log, || {
-        calls.extend(api.take_calls());
+    until("the four watches", &log, &api, || {
+        let calls = api.calls();
         let watched = |path: &str| calls.iter().any(|c| c.starts_with("WATCH") && c.ends_with(path));
         ["/bitcoinnetworks", "/statefulsets", "/services", "/pods"].iter().all(|p| watched(p))
     })
     .await;
     // Secrets are read one by one, never listed or watched.
+    let calls = api.calls();
     assert!(!calls.iter().any(|c| c.ends_with("/secrets")), "{calls:#?}");
 
     assert_eq!(http_get(&metrics, "/healthz").await, (200, "ok\n".to_owned()));
-    assert_eq!(http_get(&metrics, "/readyz").await, (200, "ok\n".to_owned()));
+    // Ready once every watch has listed, which may come just after the first reconciles.
+    let start = Instant::now();
+    loop {
+        match http_get(&metrics, "/readyz").await {
+            (200, body) => break assert_eq!(body, "ok\n"),
+            (503, body) if start.elapsed() < Duration::from_secs(20) => assert_eq!(body, "watches not synced yet\n"),
+            other => panic!("/readyz: {other:?}; the API got:\n{:#?}", api.calls()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, text) = http_get(&metrics, "/metrics").await;
     assert_eq!(status, 200);
     let reconciles = |outcome: &str| {

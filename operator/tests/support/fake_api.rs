@@ -97,7 +97,13 @@ impl FakeApi {
         use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
         let api = self.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            loop {
+                // A failed accept (a client gone before it was accepted, no file descriptor
+                // left) must not end the server, or every later request hangs.
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
                 let api = api.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -206,6 +212,11 @@ impl FakeApi {
             .filter(|(k, _)| k.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')))
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// The calls so far, kept.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
     }
 
     /// The calls so far as "METHOD path" (query strings left out; a watch is "WATCH path"), and
