@@ -148,16 +148,9 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<Outcome, Error
     let client = ctx.client.clone();
 
     let selector = resources::selector(network);
-    let pods: Vec<Pod> = ctx
-        .cache
-        .pods
-        .state_filter(|pod| {
-            pod.namespace().as_deref() == Some(&namespace)
-                && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
-        })
-        .iter()
-        .map(|pod| Pod::clone(pod))
-        .collect();
+    let pods = ctx.cache.pods.state_filter(|pod| {
+        pod.namespace().as_deref() == Some(&namespace) && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
+    });
     let now = Time(jiff::Timestamp::now());
 
     // What the network asks for is checked before anything is built from it.
@@ -167,9 +160,7 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<Outcome, Error
             Err(e) => {
                 // Its pods cannot start without it; the status still shows them.
                 let wanted = status::status(network, &pods, now, None);
-                if network.status.as_ref() != Some(&wanted) {
-                    write_status(network, &wanted, &Api::namespaced(client, &namespace)).await?;
-                }
+                write_status(network, &wanted, &Api::namespaced(client, &namespace)).await?;
                 return Err(e);
             }
         },
@@ -204,9 +195,7 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<Outcome, Error
         .map_err(Error::kube("apply the StatefulSet"))?;
     report_changes(network, ctx, had_service.is_none(), had_set.as_deref(), &set).await;
 
-    if network.status.as_ref() != Some(&wanted) {
-        write_status(network, &wanted, &Api::namespaced(client.clone(), &namespace)).await?;
-    }
+    write_status(network, &wanted, &Api::namespaced(client.clone(), &namespace)).await?;
 
     let ready = status::ready_ips(&wanted);
     if ready.is_empty() {
@@ -289,13 +278,17 @@ async fn report_changes(
     }
 }
 
-/// Through the status subresource, with the resourceVersion the reconcile started from: a
-/// conflict means the network changed meanwhile, and that change brings another reconcile.
+/// Through the status subresource, only when it changed, with the resourceVersion the reconcile
+/// started from: a conflict means the network changed meanwhile, and that change brings another
+/// reconcile.
 async fn write_status(
     network: &BitcoinNetwork,
     wanted: &crate::crd::BitcoinNetworkStatus,
     api: &Api<BitcoinNetwork>,
 ) -> Result<(), Error> {
+    if network.status.as_ref() == Some(wanted) {
+        return Ok(());
+    }
     let mut next = network.clone();
     next.status = Some(wanted.clone());
     match api.replace_status(&network.name_any(), &PostParams::default(), &next).await {
@@ -330,13 +323,13 @@ pub async fn run(
     // Ready once each of the four watches has listed. Told by the watch streams themselves: a
     // second task awaiting `Store::wait_until_ready` beside the controller's runner can take the
     // runner's wake-up (kube-runtime's DelayedInit keeps one waker), and no reconcile would run.
-    let synced: Arc<[AtomicBool; 4]> = Arc::default();
+    let synced: [Arc<AtomicBool>; 4] = Default::default();
     let ready = {
         let synced = synced.clone();
         move || synced.iter().all(|watch| watch.load(Ordering::Acquire))
     };
     let server = tokio::spawn(crate::metrics::serve(metrics, ctx.metrics.clone(), ready));
-    let watch = |i: usize| Synced(synced.clone(), i);
+    let watch = |i: usize| synced[i].clone();
     Controller::for_stream(reflected(networks_writer, networks, &watcher::Config::default(), watch(0)), networks_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .owns_stream(reflected(sets_writer, Api::<StatefulSet>::all(client.clone()), &managed, watch(1)))
@@ -358,16 +351,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Flag `.1` of `.0`, set when that watch has listed.
-struct Synced(Arc<[AtomicBool; 4]>, usize);
-
 /// A watch whose objects also go into the cache behind `writer`; `synced` is set once it has
 /// listed.
 fn reflected<K>(
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     config: &watcher::Config,
-    synced: Synced,
+    synced: Arc<AtomicBool>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -377,7 +367,7 @@ where
         .reflect(writer)
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
-                synced.0[synced.1].store(true, Ordering::Release);
+                synced.store(true, Ordering::Release);
             }
         })
         .touched_objects()

@@ -68,10 +68,6 @@ impl Metrics {
         self.mesh_failures.inc_by(count as u64);
     }
 
-    pub fn reconciles(&self, outcome: Outcome) -> u64 {
-        self.reconciles.get_or_create(&[("outcome", outcome.label())]).get()
-    }
-
     /// The Prometheus text exposition.
     pub fn text(&self) -> String {
         let mut text = String::new();

@@ -1,4 +1,6 @@
-//! The status a network should show, computed from its pods (pure, so it is tested as a table).
+//! The status a network should show, computed from it and its pods alone (no API calls).
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -12,7 +14,7 @@ pub const READY: &str = "Ready";
 
 /// One entry per pod of the StatefulSet, by ordinal. Pods being deleted are listed as not ready,
 /// so the mesh drops them before they go.
-pub fn nodes(network: &BitcoinNetwork, pods: &[Pod]) -> Vec<NodeStatus> {
+pub fn nodes(network: &BitcoinNetwork, pods: &[Arc<Pod>]) -> Vec<NodeStatus> {
     let set = object_name(network);
     let namespace = network.namespace().unwrap_or_default();
     let mut nodes: Vec<NodeStatus> = pods
@@ -41,7 +43,12 @@ pub fn nodes(network: &BitcoinNetwork, pods: &[Pod]) -> Vec<NodeStatus> {
 /// The whole status. The Ready condition keeps its `lastTransitionTime` while its status stays
 /// the same, so an unchanged network computes an equal status and nothing is written. A network
 /// the operator refuses to build is not ready, and the condition says why.
-pub fn status(network: &BitcoinNetwork, pods: &[Pod], now: Time, refusal: Option<&Refusal>) -> BitcoinNetworkStatus {
+pub fn status(
+    network: &BitcoinNetwork,
+    pods: &[Arc<Pod>],
+    now: Time,
+    refusal: Option<&Refusal>,
+) -> BitcoinNetworkStatus {
     let nodes = nodes(network, pods);
     let desired = network.spec.nodes;
     let ready = nodes.iter().filter(|n| n.ready && n.ordinal < desired).count() as i32;

@@ -76,16 +76,12 @@ pub struct Operator {
 impl Operator {
     /// JSON-RPC calls go to `rpc_port` with a short deadline.
     pub fn new(api: &FakeApi, rpc_port: u16) -> Self {
-        Self::with(api, rpc_port, Settings::default())
-    }
-
-    pub fn with(api: &FakeApi, rpc_port: u16, settings: Settings) -> Self {
         let (stateful_sets, sets) = reflector::store();
         let (services, svcs) = reflector::store();
         let (pods, pod_writer) = reflector::store();
         let cache = Cache { stateful_sets, services, pods };
         let rpc = RpcClient::new(rpc_port, Duration::from_millis(500));
-        let settings = Settings { backoff: Duration::from_secs(2), ..settings };
+        let settings = Settings { backoff: Duration::from_secs(2), ..Settings::default() };
         let ctx = Arc::new(Context::new(api.client(), rpc, settings, cache));
         Self { ctx, api: api.clone(), writers: Mutex::new((sets, svcs, pod_writer)) }
     }
