@@ -1,5 +1,7 @@
-//! The layout holds: dependencies point one way (DESIGN.md), and clap stays in cli.rs.
+//! The layout holds: dependencies point one way (DESIGN.md), clap stays in cli.rs, and the
+//! tests compile no dependency that the build compiled already.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The modules of `src/`, from the top down: a module may use only modules further down.
@@ -104,4 +106,41 @@ fn used_modules_table() {
     for (name, text, want) in cases {
         assert_eq!(used_modules(text), want, "{name}");
     }
+}
+
+/// Each package of the workspace's graph with the feature sets it is compiled with (one for the
+/// target, one for build scripts and proc macros), as `cargo tree` resolves them for `edges`
+/// (`normal,build` for `cargo build`, `normal,build,dev` for the tests).
+fn features(edges: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--workspace", "--locked", "--prefix", "none", "--format", "{p}|{f}", "-e", edges])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut packages: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (package, features) in text.lines().filter_map(|line| line.trim_end_matches(" (*)").split_once('|')) {
+        packages.entry(package.trim().to_string()).or_default().insert(features.to_string());
+    }
+    packages
+}
+
+/// A dev-dependency that turns on a feature of a shared crate (tower-test turned on tokio's
+/// `test-util`) makes `cargo test` compile that crate and everything built on it a second time
+/// after `cargo build`: 46 s of the DEV stage's cold build on our machines.
+#[test]
+fn tests_compile_the_dependencies_with_the_features_the_build_did() {
+    let build = features("normal,build");
+    let tests = features("normal,build,dev");
+    let changed: Vec<String> = build
+        .iter()
+        .filter_map(|(package, f)| {
+            let t = tests.get(package)?;
+            (t != f).then(|| format!("{package}: build {f:?}, tests {t:?}"))
+        })
+        .collect();
+    assert!(build.len() > 100, "cargo tree listed {} packages", build.len());
+    assert!(changed.is_empty(), "dev-dependencies change features:\n{}", changed.join("\n"));
 }

@@ -22,7 +22,7 @@
 //! one does, so the operator's caches hold what it listed at start.
 //!
 //! A Kubernetes control plane cannot run on our machines; this stands in for it behind the same
-//! `kube::Client` the operator uses, in-process through tower-test's mock service
+//! `kube::Client` the operator uses, in-process as a tower service
 //! ([`FakeApi::client`]) or over HTTP ([`FakeApi::serve`], for the operator binary).
 //!
 //! With `BITCOIN_OPERATOR_API_CALLS=FILE` set, every call is also appended to FILE as the RBAC
@@ -75,17 +75,17 @@ struct Target {
 }
 
 impl FakeApi {
-    /// A client talking to this server in-process, and the task answering it.
+    /// A client talking to this server in-process.
     pub fn client(&self) -> Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let api = self.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let api = api.clone();
+            async move {
                 let (parts, body) = request.into_parts();
                 let body = body.collect_bytes().await.unwrap_or_default();
                 let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                 let (status, answer) = api.handle(&parts.method, &parts.uri, content_type, &body);
-                respond.send_response(Response::builder().status(status).body(Body::from(answer)).unwrap());
+                Response::builder().status(status).body(Body::from(answer))
             }
         });
         Client::new(service, "default")
