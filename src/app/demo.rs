@@ -14,6 +14,9 @@ const MARKER: &str = ".stagecoach-demo";
 /// The DEV checkout, kept between runs.
 const DEV_WORK: &str = "dev-work";
 
+/// Where the DEV pipeline compiles, inside this project and kept between runs.
+const DEV_BUILD: &str = "target/demo-build";
+
 struct Demo<'a> {
     exe: PathBuf,
     work: PathBuf,
@@ -123,7 +126,14 @@ impl Demo<'_> {
 
         // DEV: this project as committed; QA: seeded from its chart; RELEASE: empty.
         let dev_work = w.join(DEV_WORK);
-        checkout_dev(&self.project, &dev_work)?;
+        match prepare_dev(&self.project, &dev_work, &self.project.join(DEV_BUILD))? {
+            Some(0) => self.say(&format!("DEV build: {DEV_BUILD} starts empty (nothing compiled in target/ yet)"))?,
+            Some(bytes) => self.say(&format!(
+                "DEV build: {DEV_BUILD} starts from this project's compiled dependencies ({:.1} GB copied from target/, as a CI job restores its cache); the DEV checkout's own crates compile from its sources",
+                bytes as f64 / 1e9
+            ))?,
+            None => {}
+        }
         git::bare_clone(&dev_work, &w.join("dev.git")).map_err(local)?;
         let qa_seed = w.join("qa-seed");
         let exe = self.exe.clone();
@@ -148,11 +158,8 @@ impl Demo<'_> {
             ("STAGECOACH_RELEASE_URL".into(), w.join("release.git").display().to_string()),
             ("STAGECOACH_IMAGE".into(), image.clone()),
             ("STAGECOACH_CACHE_DIR".into(), self.project.join("target/stagecoach-cache").display().to_string()),
-            // A target directory of its own, kept between demos. Not this project's, nor even
-            // its build directory alone: cargo names a workspace member's files by its path
-            // inside the workspace, so the DEV checkout's build of the committed version would
-            // overwrite this project's, and cargo would then take them as up to date here.
-            ("CARGO_TARGET_DIR".into(), self.project.join("target/demo-build").display().to_string()),
+            // A target directory of its own (see prepare_dev), kept between demos.
+            ("CARGO_TARGET_DIR".into(), self.project.join(DEV_BUILD).display().to_string()),
         ];
         self.env = env;
         let push: &[&str] = if registry.is_some() { &[] } else { &["--no-push"] };
@@ -209,6 +216,112 @@ impl Demo<'_> {
         }
         Ok(())
     }
+}
+
+/// The DEV checkout and its target directory, before the DEV pipeline compiles there. Returns
+/// the bytes copied into `build_dir` when it was made (cold), `None` when kept from a former run.
+///
+/// The DEV build cannot share this project's target directory: cargo names a workspace
+/// member's files by its path inside the workspace and takes them as up to date while no
+/// source file is newer, so one checkout's build would pass for the other's. A cold DEV build
+/// starts instead from a copy of this project's (see [`seed_build_dir`]) made before the DEV
+/// checkout is cloned: every file of the checkout is then newer than every copied file, so
+/// cargo compiles the members from the committed sources and keeps the dependencies, which it
+/// names by their version and settings.
+fn prepare_dev(project: &Path, dev_work: &Path, build_dir: &Path) -> Result<Option<u64>, AppError> {
+    let seeded = if build_dir.exists() {
+        None
+    } else {
+        if dev_work.exists() {
+            std::fs::remove_dir_all(dev_work)
+                .map_err(|source| AppError::Io { what: format!("clearing {}", dev_work.display()), source })?;
+        }
+        Some(seed_build_dir(&project.join("target"), build_dir)?)
+    };
+    checkout_dev(project, dev_work)?;
+    Ok(seeded)
+}
+
+/// Copies each cargo profile directory of `target` (one holding `.fingerprint`: `debug`,
+/// `<triple>/image`, …) into `build_dir`, with the files' timestamps, which cargo compares.
+/// What only the workspace's own crates have, and cargo makes again, stays behind: the
+/// profile's top-level files (programs and libraries uplifted from `deps`), `incremental`, and
+/// the programs in `deps` (tests and binaries; dependencies compile to libraries) — more than
+/// half of the bytes. Copied under another name and renamed when complete, so that an
+/// interrupted copy is never taken for a build directory.
+fn seed_build_dir(target: &Path, build_dir: &Path) -> Result<u64, AppError> {
+    let partial = build_dir.with_extension("seeding");
+    let skip = [build_dir.file_name(), partial.file_name()];
+    let io = |what: String| move |source| AppError::Io { what, source };
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(format!("clearing {}", partial.display())))?;
+    }
+    let mut profiles = Vec::new();
+    for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if !path.is_dir() || path.is_symlink() || skip.contains(&Some(entry.file_name().as_os_str())) {
+            continue;
+        }
+        if path.join(".fingerprint").is_dir() {
+            profiles.push(path);
+        } else {
+            let nested = std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path());
+            profiles.extend(nested.filter(|p| p.join(".fingerprint").is_dir() && !p.is_symlink()));
+        }
+    }
+    let mut bytes = 0;
+    for profile in &profiles {
+        let relative = profile.strip_prefix(target).expect("found under target");
+        copy_tree(profile, &partial.join(relative), Leave::WorkspaceOutputs, &mut bytes).map_err(io(format!(
+            "copying {} to {}",
+            profile.display(),
+            partial.display()
+        )))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io(format!("creating {}", partial.display())))?;
+    std::fs::rename(&partial, build_dir).map_err(io(format!("renaming {}", partial.display())))?;
+    Ok(bytes)
+}
+
+/// What [`copy_tree`] leaves behind in a directory.
+#[derive(Clone, Copy, PartialEq)]
+enum Leave {
+    Nothing,
+    /// In a profile directory: its files and `incremental`; programs in `deps`.
+    WorkspaceOutputs,
+    Programs,
+}
+
+/// Copies `from` into `to`, keeping files' modification times and symbolic links as they are.
+fn copy_tree(from: &Path, to: &Path, leave: Leave, bytes: &mut u64) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let inside = match (leave, entry.file_name().to_str()) {
+                (Leave::WorkspaceOutputs, Some("incremental")) => continue,
+                (Leave::WorkspaceOutputs, Some("deps")) => Leave::Programs,
+                _ => Leave::Nothing,
+            };
+            copy_tree(&source, &dest, inside, bytes)?;
+        } else if leave == Leave::WorkspaceOutputs {
+            continue;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &dest)?;
+        } else {
+            let metadata = entry.metadata()?;
+            let program = metadata.permissions().mode() & 0o111 != 0 && source.extension().is_none();
+            if leave == Leave::Programs && program {
+                continue;
+            }
+            *bytes += std::fs::copy(&source, &dest)?;
+            std::fs::File::options().write(true).open(&dest)?.set_modified(metadata.modified()?)?;
+        }
+    }
+    Ok(())
 }
 
 /// `dir` holding the project's HEAD: cloned, or when a former demo left it, fetched and reset
@@ -300,5 +413,72 @@ mod tests {
         std::fs::remove_dir_all(work.join(".git")).unwrap();
         checkout_dev(&project, &work).unwrap();
         assert_eq!(git2::Repository::open(&work).unwrap().head().unwrap().target(), Some(head));
+    }
+
+    /// `cargo build` in `dir` into `target_dir`; what cargo said.
+    fn cargo_build(dir: &Path, target_dir: &Path) -> String {
+        let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--offline"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .env_remove("CARGO_BUILD_BUILD_DIR")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "cargo build in {}: {said}", dir.display());
+        said
+    }
+
+    #[test]
+    fn a_cold_dev_build_keeps_the_compiled_dependencies_and_compiles_the_committed_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let dep = dir.path().join("dep");
+        std::fs::create_dir_all(dep.join("src")).unwrap();
+        std::fs::write(dep.join("Cargo.toml"), "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")
+            .unwrap();
+        std::fs::write(dep.join("src/lib.rs"), "pub const WORD: &str = \"from\";\n").unwrap();
+        let project = dir.path().join("project");
+        let repo = git2::Repository::init(&project).unwrap();
+        let manifest = "[package]\nname = \"m\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ndep = { path = \"../dep\" }\n\n[workspace]\n";
+        commit(&repo, "Cargo.toml", manifest);
+        std::fs::create_dir(project.join("src")).unwrap();
+        commit(&repo, "src/main.rs", "fn main() { println!(\"{} the commit\", dep::WORD); }\n");
+        // A DEV checkout a former demo left, older than anything compiled below.
+        let dev_work = dir.path().join("dev-work");
+        checkout_dev(&project, &dev_work).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // This project's build, of an edit not committed.
+        std::fs::write(project.join("src/main.rs"), "fn main() { println!(\"{} the working tree\", dep::WORD); }\n")
+            .unwrap();
+        cargo_build(&project, &project.join("target"));
+
+        let build_dir = project.join(DEV_BUILD);
+        let copied = prepare_dev(&project, &dev_work, &build_dir).unwrap();
+        assert!(copied.is_some_and(|bytes| bytes > 0), "{copied:?}");
+        // Left behind: what only the workspace's crates have (here, the program m).
+        assert!(project.join("target/debug/incremental").is_dir() && !build_dir.join("debug/incremental").exists());
+        assert!(project.join("target/debug/m").is_file() && !build_dir.join("debug/m").exists());
+        let programs = |root: &Path| {
+            let deps = std::fs::read_dir(root.join("debug/deps")).unwrap().map(|e| e.unwrap().path());
+            deps.filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("m-") && p.extension().is_none())
+                .count()
+        };
+        assert_eq!((programs(&project.join("target")), programs(&build_dir)), (1, 0));
+        // Timestamps kept: cargo compiles a crate again when a dependency's files are newer.
+        let deps = std::fs::read_dir(project.join("target/debug/deps")).unwrap().map(|e| e.unwrap().file_name());
+        let rlib = deps.into_iter().find(|n| n.to_string_lossy().starts_with("libdep-")).unwrap();
+        let modified =
+            |root: &Path| std::fs::metadata(root.join("debug/deps").join(&rlib)).unwrap().modified().unwrap();
+        assert_eq!(modified(&build_dir), modified(&project.join("target")));
+        let said = cargo_build(&dev_work, &build_dir);
+        assert!(said.contains("Compiling m v0.1.0"), "{said}");
+        assert!(!said.contains("Compiling dep"), "the dependency was compiled again:\n{said}");
+        let out = std::process::Command::new(build_dir.join("debug/m")).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from the commit\n");
+
+        // Kept for the next run, which copies nothing and compiles nothing.
+        assert_eq!(prepare_dev(&project, &dev_work, &build_dir).unwrap(), None);
+        let said = cargo_build(&dev_work, &build_dir);
+        assert!(!said.contains("Compiling"), "{said}");
     }
 }
