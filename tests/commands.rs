@@ -184,3 +184,23 @@ fn this_repositorys_own_pipeline_file_is_valid() {
     run.success();
     assert!(run.stdout.contains("--test operator -- --ignored kind::"), "{}", run.stdout);
 }
+
+/// The DEV stage's debug compiles of this repository's pipeline select the whole workspace:
+/// cargo resolves features for the packages selected, so a `cargo test -p bitcoin-operator`
+/// after `cargo build --workspace` compiled tokio, hyper, kube… a second time (the operator
+/// alone turns on fewer of tokio's features). The image's own profile is apart.
+#[test]
+fn the_pipelines_debug_compiles_select_the_whole_workspace() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/stagecoach.yaml");
+    let config = stagecoach::config::load(&file, &|_| None).unwrap();
+    let commands = [config.commands.build.run, config.commands.unit_tests.run];
+    let compiles: Vec<&str> = commands
+        .iter()
+        .flat_map(|run| run.split("&&"))
+        .filter(|c| (c.contains("cargo build") || c.contains("cargo test")) && !c.contains("--profile image"))
+        .collect();
+    assert!(compiles.len() >= 3, "{compiles:?}");
+    for compile in compiles {
+        assert!(compile.contains("--workspace") && !compile.contains(" -p "), "{compile}");
+    }
+}
