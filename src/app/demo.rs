@@ -287,8 +287,9 @@ fn seed_build_dir(target: &Path, build_dir: &Path) -> Result<u64, AppError> {
 #[derive(Clone, Copy, PartialEq)]
 enum Leave {
     Nothing,
-    /// In a profile directory: its files and `incremental`; programs in `deps`.
+    /// A profile directory's own files and `incremental`, and [`Leave::Programs`] in `deps`.
     WorkspaceOutputs,
+    /// Files without an extension that may be run: tests and binaries.
     Programs,
 }
 
