@@ -27,20 +27,22 @@ for round in $(seq "$rounds"); do
   afters+=("$(cd "$work/built" && seconds target/debug/stagecoach demo)")
   cp "$work/last.log" "$work/demo.log"
   warms+=("$(cd "$work/built" && seconds target/debug/stagecoach demo)")
-  printf 'round %s: build %6.1f s, cold demo %6.1f s, warm demo %5.1f s\n' "$round" "${builds[-1]}" "${afters[-1]}" "${warms[-1]}"
+  printf 'round %s: build %6.1f s, cold demo %6.1f s (%.2fx), warm demo %5.1f s\n' "$round" "${builds[-1]}" \
+    "${afters[-1]}" "$(echo "scale=4; ${afters[-1]} / ${builds[-1]}" | bc)" "${warms[-1]}"
   rm -rf "$work/built"
 done
 build=$(median "${builds[@]}") after=$(median "${afters[@]}") warm=$(median "${warms[@]}")
 git clone -q "$root" "$work/fresh"
 fresh=$(cd "$work/fresh" && seconds cargo run -q --locked -- demo)
-ratio() { echo "scale=2; $1 / $build" | bc; }
+# Ratios printed rounded to two places; the verdict compares the unrounded one (bc truncates).
+ratio() { echo "scale=4; $1 / $build" | bc; }
 verdict() { (( $(echo "$1 <= $2" | bc) )) && echo met || echo MISSED; }
 echo "medians of $rounds round(s):"
 printf 'cold cargo build --workspace:              %6.1f s\n' "$build"
-printf 'cold stagecoach demo after that build:     %6.1f s (%sx the build; target <= 1.5x: %s)\n' "$after" \
+printf 'cold stagecoach demo after that build:     %6.1f s (%.2fx the build; target <= 1.5x: %s)\n' "$after" \
   "$(ratio "$after")" "$(verdict "$(ratio "$after")" 1.5)"
 printf 'warm stagecoach demo:                      %6.1f s (target <= 10 s: %s)\n' "$warm" "$(verdict "$warm" 10)"
-printf 'cold cargo run -q -- demo on a fresh clone: %6.1f s (%sx the build, compiling stagecoach included; one run)\n' \
+printf 'cold cargo run -q -- demo on a fresh clone: %6.1f s (%.2fx the build, compiling stagecoach included; one run)\n' \
   "$fresh" "$(ratio "$fresh")"
 echo "where the last cold demo's time went (its stages):"
 grep -E '^DEV build|<== (build|unit-tests) ' "$work/demo.log" | sed 's/^ */  /'
