@@ -124,9 +124,31 @@ pub async fn reconcile(network: Arc<BitcoinNetwork>, ctx: Arc<Context>) -> Resul
         }
         Err(e) => {
             ctx.publish(&network, EventType::Warning, "ReconcileFailed", e.to_string()).await;
+            // The status says it too, where `kubectl get` and `helm --wait` users look.
+            if let Some(namespace) = network.namespace() {
+                let wanted = status::status(&network, &pods(&network, &ctx), now(), Some(&(&e).into()));
+                if let Err(write) =
+                    write_status(&network, &wanted, &Api::namespaced(ctx.client.clone(), &namespace)).await
+                {
+                    warn!(network = %network.name_any(), "could not write the failure into the status: {write}");
+                }
+            }
             Err(e)
         }
     }
+}
+
+/// The network's pods, from the watch's cache.
+fn pods(network: &BitcoinNetwork, ctx: &Context) -> Vec<Arc<Pod>> {
+    let namespace = network.namespace();
+    let selector = resources::selector(network);
+    ctx.cache.pods.state_filter(|pod| {
+        pod.namespace() == namespace && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
+    })
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
 }
 
 /// Retries a failed network after `backoff × 2^(failures in a row - 1)`, capped.
@@ -146,28 +168,16 @@ async fn apply(network: &BitcoinNetwork, ctx: &Context) -> Result<Outcome, Error
     }
     let namespace = network.namespace().ok_or(Error::NoNamespace)?;
     let client = ctx.client.clone();
+    let pods = pods(network, ctx);
 
-    let selector = resources::selector(network);
-    let pods = ctx.cache.pods.state_filter(|pod| {
-        pod.namespace().as_deref() == Some(&namespace) && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
-    });
-    let now = Time(jiff::Timestamp::now());
-
-    // What the network asks for is checked before anything is built from it.
+    // What the network asks for is checked before anything is built from it. A secret that
+    // cannot be read fails the reconcile, and the status says so.
     let secret = match &network.spec.secret {
-        Some(secret) => match secret::read(&Api::namespaced(client.clone(), &namespace), secret).await {
-            Ok(secret) => Some(secret),
-            Err(e) => {
-                // Its pods cannot start without it; the status still shows them.
-                let wanted = status::status(network, &pods, now, None);
-                write_status(network, &wanted, &Api::namespaced(client, &namespace)).await?;
-                return Err(e);
-            }
-        },
+        Some(secret) => Some(secret::read(&Api::namespaced(client.clone(), &namespace), secret).await?),
         None => None,
     };
     let refusal = policy::refusal(network, secret.as_ref(), &ctx.settings.allowed_images);
-    let wanted = status::status(network, &pods, now, refusal.as_ref());
+    let wanted = status::status(network, &pods, now(), refusal.as_ref().map(Into::into).as_ref());
     if let Some(refusal) = refusal {
         // Told once, when the status first says so, not on every resync.
         if network.status.as_ref() != Some(&wanted) {

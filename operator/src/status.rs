@@ -7,7 +7,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::crd::{BitcoinNetwork, BitcoinNetworkStatus, NodeStatus};
-use crate::policy::Refusal;
 use crate::resources::object_name;
 
 pub const READY: &str = "Ready";
@@ -40,21 +39,41 @@ pub fn nodes(network: &BitcoinNetwork, pods: &[Arc<Pod>]) -> Vec<NodeStatus> {
     nodes
 }
 
+/// Why a network is not ready whatever its pods say: the operator refused what it asks for, or
+/// its last reconcile failed. The Ready condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<&crate::policy::Refusal> for Blocked {
+    fn from(refusal: &crate::policy::Refusal) -> Self {
+        Blocked { reason: refusal.reason(), message: refusal.to_string() }
+    }
+}
+
+impl From<&crate::Error> for Blocked {
+    fn from(error: &crate::Error) -> Self {
+        Blocked { reason: "ReconcileFailed", message: error.to_string() }
+    }
+}
+
 /// The whole status. The Ready condition keeps its `lastTransitionTime` while its status stays
 /// the same, so an unchanged network computes an equal status and nothing is written. A network
-/// the operator refuses to build is not ready, and the condition says why.
+/// that is blocked is not ready, and the condition says why.
 pub fn status(
     network: &BitcoinNetwork,
     pods: &[Arc<Pod>],
     now: Time,
-    refusal: Option<&Refusal>,
+    blocked: Option<&Blocked>,
 ) -> BitcoinNetworkStatus {
     let nodes = nodes(network, pods);
     let desired = network.spec.nodes;
     let ready = nodes.iter().filter(|n| n.ready && n.ordinal < desired).count() as i32;
     let all_ready = ready == desired && nodes.len() as i32 == desired;
-    let (status, reason, message) = match refusal {
-        Some(refusal) => ("False", refusal.reason(), refusal.to_string()),
+    let (status, reason, message) = match blocked {
+        Some(blocked) => ("False", blocked.reason, blocked.message.clone()),
         None if all_ready => ("True", "AllNodesReady", format!("{ready} of {desired} nodes ready")),
         None => ("False", "NodesNotReady", format!("{ready} of {desired} nodes ready")),
     };

@@ -289,13 +289,21 @@ const CASES: &[Case] = &[
         },
         warm: false,
         change: nothing,
-        calls: &[GET_SECRET, SVC, STS, EVENT],
+        calls: &[GET_SECRET, SVC, STS, EVENT, PUT_STATUS],
         events: &["ReconcileFailed"],
         ok: false,
         check: |api, _| {
             assert_eq!(replicas(api), 1);
             assert!(set(api)["metadata"]["ownerReferences"].is_null());
             assert!(api.get(SERVICES, "net").is_none());
+            // The status says why, as the event does.
+            let condition = &api.get(NETWORKS, "net").unwrap()["status"]["conditions"][0];
+            assert_eq!((&condition["status"], &condition["reason"]), (&json!("False"), &json!("ReconcileFailed")));
+            let message = condition["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("StatefulSet net exists but is not controlled by this BitcoinNetwork"),
+                "{message}"
+            );
         },
     },
 ];
