@@ -21,6 +21,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a network operation (git, the registry, the served index) may go without progress.
 pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `helm upgrade --install --wait` may take by default.
+pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Files dropped from a chart when it is packaged for release unless the file says otherwise.
 pub const DEFAULT_DROP: [&str; 5] = [".travis.yml", ".github", ".gitlab-ci.yml", "ci", "pipelines"];
 
@@ -78,6 +80,8 @@ pub struct Config {
     /// `cluster.pulled_images`: images the chart may deploy besides the one this pipeline builds,
     /// pulled by the cluster itself (a reference without a tag allows every tag).
     pub pulled_images: Vec<String>,
+    /// `cluster.install_timeout`: how long the chart's install may take to become ready.
+    pub install_timeout: Duration,
     pub commands: Commands,
     pub tools: Tools,
     /// `network.timeout`: how long a network operation may go without progress.
@@ -539,6 +543,7 @@ struct RawCluster {
     kubeconfig: Option<Text>,
     context: Option<Text>,
     pulled_images: Option<Vec<Text>>,
+    install_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -678,6 +683,10 @@ impl Checker<'_> {
             .flatten()
             .map(|image| self.checked(image, "cluster.pulled_images", validate_image_reference))
             .collect();
+        let install_timeout = match &raw.cluster.value.install_timeout {
+            Some(value) => self.duration(value, "cluster.install_timeout", DEFAULT_INSTALL_TIMEOUT),
+            None => DEFAULT_INSTALL_TIMEOUT,
+        };
         let credential_vars: Vec<&str> = credentials.values().flat_map(Credential::env_names).collect();
         let commands = Commands {
             build: self.command(&raw.commands.build, "commands.build", &credential_vars),
@@ -696,20 +705,11 @@ impl Checker<'_> {
             },
             None => Tools::default(),
         };
-        let network_timeout = raw.network.as_ref().and_then(|n| n.timeout.as_ref()).map(|value| {
-            let text = self.text(value, "network.timeout");
-            match parse_duration(&text) {
-                Ok(d) if !d.is_zero() && d <= MAX_TIMEOUT => d,
-                Ok(_) => {
-                    self.error(value, "network.timeout", "must be longer than 0s and at most 24h");
-                    DEFAULT_NETWORK_TIMEOUT
-                }
-                Err(message) => {
-                    self.error(value, "network.timeout", message);
-                    DEFAULT_NETWORK_TIMEOUT
-                }
-            }
-        });
+        let network_timeout = raw
+            .network
+            .as_ref()
+            .and_then(|n| n.timeout.as_ref())
+            .map(|value| self.duration(value, "network.timeout", DEFAULT_NETWORK_TIMEOUT));
         if !self.diagnostics.is_empty() {
             self.diagnostics.sort_by_key(|d| (d.line, d.column));
             return Err(self.diagnostics);
@@ -744,6 +744,7 @@ impl Checker<'_> {
             chart,
             cluster,
             pulled_images,
+            install_timeout,
             commands,
             tools,
             network_timeout,
@@ -902,6 +903,26 @@ impl Checker<'_> {
         }
     }
 
+    /// A duration (`90s`, `30m`, `1h30m`) longer than 0s and at most 24h; `default` after an error.
+    fn duration(&mut self, value: &Text, field: &str, default: Duration) -> Duration {
+        let text = self.text(value, field);
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                self.error(value, field, "must be longer than 0s");
+                default
+            }
+            Ok(d) if d > MAX_TIMEOUT => {
+                self.error(value, field, "must be at most 24h");
+                default
+            }
+            Ok(d) => d,
+            Err(message) => {
+                self.error(value, field, message);
+                default
+            }
+        }
+    }
+
     fn command(&mut self, raw: &RawCommand, field: &str, credential_vars: &[&str]) -> Command {
         // Not interpolated: the shell expands `$VAR` itself when the command runs.
         if raw.run.value.trim().is_empty() {
@@ -909,24 +930,7 @@ impl Checker<'_> {
         }
         let timeout = match &raw.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(value) => {
-                let text = self.text(value, &format!("{field}.timeout"));
-                match parse_duration(&text) {
-                    Ok(d) if d.is_zero() => {
-                        self.error(value, &format!("{field}.timeout"), "must be longer than 0s");
-                        d
-                    }
-                    Ok(d) if d > MAX_TIMEOUT => {
-                        self.error(value, &format!("{field}.timeout"), "must be at most 24h");
-                        d
-                    }
-                    Ok(d) => d,
-                    Err(message) => {
-                        self.error(value, &format!("{field}.timeout"), message);
-                        DEFAULT_TIMEOUT
-                    }
-                }
-            }
+            Some(value) => self.duration(value, &format!("{field}.timeout"), DEFAULT_TIMEOUT),
         };
         let mut env_passthrough = Vec::new();
         for value in raw.env_passthrough.iter().flatten() {

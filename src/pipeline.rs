@@ -459,7 +459,7 @@ impl Qa<'_> {
             release: config.chart.name.clone(),
             chart: work_dir.join("chart.tgz"),
             sets,
-            timeout: std::time::Duration::from_secs(300),
+            timeout: config.install_timeout,
         };
         let dev_dir = work_dir.join("dev");
         let mut prepare: Vec<Box<dyn Stage>> = vec![
