@@ -10,12 +10,12 @@ use crate::support::{helm_engine, missing_component, stagecoach};
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A GnuPG home of its own; its agent is ended with it.
-struct Gpg {
+pub(crate) struct Gpg {
     home: tempfile::TempDir,
 }
 
 impl Gpg {
-    fn new() -> Option<Self> {
+    pub(crate) fn new() -> Option<Self> {
         if Command::new("gpg").arg("--version").output().is_err() {
             missing_component("GnuPG (gpg)", "apt-get install gnupg; .ci/run does");
             return None;
@@ -37,17 +37,17 @@ impl Gpg {
     }
 
     /// A new key `uid` of `algorithm` (gpg's names: rsa2048, ed25519…) that signs.
-    fn key(&self, uid: &str, algorithm: &str, passphrase: Option<&str>) {
+    pub(crate) fn key(&self, uid: &str, algorithm: &str, passphrase: Option<&str>) {
         self.run(passphrase, &["--quick-gen-key", uid, algorithm, "sign", "never"]);
     }
 
-    fn armored_secret(&self, uid: &str, passphrase: Option<&str>) -> String {
+    pub(crate) fn armored_secret(&self, uid: &str, passphrase: Option<&str>) -> String {
         String::from_utf8(self.run(passphrase, &["--armor", "--export-secret-keys", uid])).unwrap()
     }
 
     /// A keyring file as Helm reads them, of every key or of `uid`'s: public for verify, secret
     /// for sign.
-    fn keyring(&self, name: &str, secret: bool, uid: Option<&str>) -> PathBuf {
+    pub(crate) fn keyring(&self, name: &str, secret: bool, uid: Option<&str>) -> PathBuf {
         let export = if secret { "--export-secret-keys" } else { "--export" };
         let bytes = self.run(None, &[&[export][..], uid.as_slice()].concat());
         let path = self.home.path().join(name);

@@ -21,9 +21,11 @@
 //! sends); a watch over HTTP ([`FakeApi::serve`]) sends no events, it stays open as an idle
 //! one does, so the operator's caches hold what it listed at start.
 //!
-//! A Kubernetes control plane cannot run on our machines; this stands in for it behind the same
-//! `kube::Client` the operator uses, in-process as a tower service
-//! ([`FakeApi::client`]) or over HTTP ([`FakeApi::serve`], for the operator binary).
+//! It stands in for a real API server behind the same `kube::Client` the operator uses,
+//! in-process as a tower service ([`FakeApi::client`]) or over HTTP ([`FakeApi::serve`], for the
+//! operator binary), where a test needs what a real one cannot be made to show cheaply: pods
+//! that are ready with IPs (no kubelet runs on a bare control plane), a 403 on one call, a
+//! record of every call. `fake.rs` asks the real API server (`real_api.rs`) the same cases.
 //!
 //! With `BITCOIN_OPERATOR_API_CALLS=FILE` set, every call is also appended to FILE as the RBAC
 //! request it is (`verb group resource subresource name`), for the test that derives the
