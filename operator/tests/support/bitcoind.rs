@@ -16,7 +16,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub const USER: &str = "alice";
@@ -32,7 +32,7 @@ pub struct Behaviour {
 
 #[derive(Default)]
 struct NodeState {
-    added: Vec<String>,
+    node: super::regtest::Node,
     calls: Vec<String>,
     behaviour: Behaviour,
 }
@@ -50,13 +50,13 @@ impl Bitcoind {
     }
 
     pub fn added(&self) -> Vec<String> {
-        let mut added = self.state.lock().unwrap().added.clone();
+        let mut added = self.state.lock().unwrap().node.added.clone();
         added.sort();
         added
     }
 
     pub fn set_added(&self, added: &[&str]) {
-        self.state.lock().unwrap().added = added.iter().map(|s| s.to_string()).collect();
+        self.state.lock().unwrap().node.added = added.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -109,11 +109,7 @@ impl Bitcoind {
             == Some(&format!("Basic {expected}"));
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let call: Value = serde_json::from_slice(&body).expect("JSON-RPC requests are JSON");
-        let method = call["method"].as_str().unwrap_or_default().to_owned();
-        let params: Vec<String> = call["params"]
-            .as_array()
-            .map(|p| p.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect())
-            .unwrap_or_default();
+        let (method, params) = super::regtest::call(&call);
         let behaviour = self.state.lock().unwrap().behaviour.clone();
         if !authorized {
             // bitcoind answers a wrong password with an empty 401.
@@ -125,46 +121,12 @@ impl Bitcoind {
         if let Some(delay) = behaviour.delay {
             tokio::time::sleep(delay).await;
         }
-        let mut state = self.state.lock().unwrap();
-        let result = match (method.as_str(), params.as_slice()) {
-            ("getaddednodeinfo", []) => Ok(json!(
-                state
-                    .added
-                    .iter()
-                    .map(|a| json!({"addednode": a, "connected": false, "addresses": []}))
-                    .collect::<Vec<_>>()
-            )),
-            ("getnetworkinfo", []) => {
-                Ok(json!({"version": 280100, "subversion": "/Satoshi:28.1.0/", "connections": state.added.len()}))
-            }
-            ("addnode", [_, _]) if behaviour.addnode_error.is_some() => {
-                Err((behaviour.addnode_error.unwrap(), "refused by the test".to_owned()))
-            }
-            ("addnode", [peer, command]) if command == "add" => {
-                if state.added.contains(peer) {
-                    Err((-23, "Error: Node already added".to_owned()))
-                } else {
-                    state.added.push(peer.clone());
-                    Ok(Value::Null)
-                }
-            }
-            ("addnode", [peer, command]) if command == "remove" => match state.added.iter().position(|a| a == peer) {
-                Some(i) => {
-                    state.added.remove(i);
-                    Ok(Value::Null)
-                }
-                None => Err((-24, "Error: Node could not be removed. It has not been added previously.".to_owned())),
-            },
-            _ => Err((-32601, "Method not found".to_owned())),
+        let result = match (behaviour.addnode_error, method.as_str()) {
+            (Some(code), "addnode") => Err((code, "refused by the test".to_owned())),
+            _ => self.state.lock().unwrap().node.answer(&method, &params),
         };
-        // Like bitcoind for JSON-RPC 1.0 requests: errors come with HTTP 500.
-        let (status, reply) = match result {
-            Ok(result) => (StatusCode::OK, json!({"result": result, "error": null, "id": call["id"]})),
-            Err((code, message)) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"result": null, "error": {"code": code, "message": message}, "id": call["id"]}),
-            ),
-        };
+        let (status, reply) = super::regtest::reply(&call["id"], result);
+        let status = StatusCode::from_u16(status).unwrap();
         Response::builder().status(status).body(Full::new(Bytes::from(reply.to_string()))).unwrap()
     }
 }
