@@ -402,6 +402,7 @@ pub async fn integration_test(
                 config: kind_config.as_ref().map(|c| config.resolve(c)),
                 kubeconfig: qa.work_dir.join("kubeconfig"),
                 created: Default::default(),
+                network_created: Default::default(),
             };
             Ok(qa.plan(Arc::new(cluster), Some(docker), secrets))
         }

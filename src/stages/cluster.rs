@@ -28,6 +28,11 @@ pub enum ClusterError {
          pushed under the chart's digest); not loading another image than the one that was pushed"
     )]
     NotThePushedImage { reference: String, expected: String, found: String },
+    #[error(
+        "after `kind load`, node {node} holds `{reference}` as image {found}, not the prepared image {expected}; \
+         the cluster would not run the image that was pushed"
+    )]
+    NotLoaded { node: String, reference: String, expected: String, found: String },
     #[error("writing {}: {source}", .path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -91,6 +96,8 @@ pub struct KindCluster {
     pub kubeconfig: PathBuf,
     /// Set once this run starts creating the cluster: only then is it ours to delete.
     pub created: AtomicBool,
+    /// Set when kind's Docker network was not there before this run: teardown removes it too.
+    pub network_created: AtomicBool,
 }
 
 /// The cache file of a node image: keyed by the kind version and the image, since a kind
@@ -127,13 +134,18 @@ impl Cluster for KindCluster {
                 self.docker.load(&cache).await?;
                 let size = std::fs::metadata(&cache).map_or(0, |m| m.len());
                 let message = format!(
-                    "loaded the cached node image ({:.0} MB) in {:.1}s instead of pulling it",
+                    "node image {} from cache {} ({:.0} MB) in {:.1}s, instead of pulling it",
+                    self.node_image,
+                    cache.display(),
                     size as f64 / 1e6,
                     started.elapsed().as_secs_f64()
                 );
                 ctx.line(&message);
                 ctx.detail(Detail::NodeImageLoadedMs, started.elapsed().as_millis().to_string());
             }
+        }
+        if !self.docker.network_exists(crate::tools::kind::NETWORK).await? {
+            self.network_created.store(true, Ordering::SeqCst);
         }
         self.created.store(true, Ordering::SeqCst);
         self.kind.create(&self.create_cmd(), &|l| ctx.line(l), &|l| ctx.line(l)).await?;
@@ -154,6 +166,19 @@ impl Cluster for KindCluster {
             .into());
         }
         self.kind.load_image(&self.name, image, &|l| ctx.line(l), &|l| ctx.line(l)).await?;
+        // What each node's container runtime now holds under that name, by its own word.
+        for node in self.kind.nodes(&self.name, &|l| ctx.line(l)).await? {
+            let answer = self.docker.exec(&node, &["crictl", "inspecti", "--output", "json", image]).await?;
+            let held = serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v["status"]["id"].as_str().map(String::from))
+                .unwrap_or_default();
+            if held != found {
+                let (reference, expected) = (image.to_string(), found.clone());
+                return Err(ClusterError::NotLoaded { node, reference, expected, found: held }.into());
+            }
+            ctx.line(&format!("node {node} holds {image} as {held}"));
+        }
         ctx.detail(Detail::Loaded, image);
         ctx.detail(Detail::LoadedImageId, found);
         Ok(Completion::Done)
@@ -188,6 +213,10 @@ impl Cluster for KindCluster {
             return Ok(Completion::Skipped(format!("this run did not create cluster `{}`", self.name)));
         }
         self.kind.delete(&self.name, &self.kubeconfig, &|l| ctx.line(l)).await?;
+        let network = crate::tools::kind::NETWORK;
+        if self.network_created.load(Ordering::SeqCst) && self.docker.remove_unused_network(network).await? {
+            ctx.line(&format!("removed the Docker network `{network}` this run's cluster made"));
+        }
         Ok(Completion::Done)
     }
 
@@ -233,11 +262,13 @@ impl Cluster for KindCluster {
             ClusterStep::Load(image) => vec![
                 format!("check that {image} in the local engine is the prepared image (by ID)"),
                 self.kind.display(&self.kind.load_image_cmd(&self.name, image)),
+                format!("check that every node's runtime holds {image} as that image (crictl inspecti)"),
             ],
             ClusterStep::Cache => cache("after a good run, save the node image").into_iter().collect(),
             ClusterStep::Down => vec![format!(
-                "{}, if this run created it",
-                self.kind.display(&self.kind.delete_cmd(&self.name, &self.kubeconfig))
+                "{}, if this run created it, and kind's Docker network `{}` if this run made it and nothing else uses it",
+                self.kind.display(&self.kind.delete_cmd(&self.name, &self.kubeconfig)),
+                crate::tools::kind::NETWORK
             )],
         }
     }

@@ -1,4 +1,5 @@
-//! Docker engine adapter (bollard): build, tag, push, pull, save and load images.
+//! Docker engine adapter (bollard): build, tag, push, pull, save and load images; the networks
+//! and commands of the containers kind runs its nodes in.
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum DockerError {
     Unreachable { registry: String, reference: String, message: String },
     #[error("{what} {reference}: {message}")]
     Image { what: &'static str, reference: String, message: String },
+    #[error("`{command}` in container {container} failed: {message}")]
+    Exec { container: String, command: String, message: String },
     #[error("{}: {source}", .path.display())]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error(
@@ -419,6 +422,66 @@ impl DockerEngine {
             }
         }
         Ok(())
+    }
+}
+
+impl DockerEngine {
+    /// Whether a network of that name exists.
+    pub async fn network_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(DockerError::Engine { message: e.to_string() }),
+        }
+    }
+
+    /// Removes network `name` unless a container is attached to it; whether it did.
+    pub async fn remove_unused_network(&self, name: &str) -> Result<bool, DockerError> {
+        let network = match self.docker.inspect_network(name, None).await {
+            Ok(network) => network,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(false),
+            Err(e) => return Err(DockerError::Engine { message: e.to_string() }),
+        };
+        if network.containers.is_some_and(|c| !c.is_empty()) {
+            return Ok(false);
+        }
+        self.docker.remove_network(name).await.map_err(|e| DockerError::Engine { message: e.to_string() })?;
+        Ok(true)
+    }
+
+    /// `docker exec CONTAINER COMMAND…`: what it wrote to stdout, or what went wrong.
+    pub async fn exec(&self, container: &str, command: &[&str]) -> Result<String, DockerError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let failed = |message: String| DockerError::Exec {
+            container: container.to_string(),
+            command: command.join(" "),
+            message,
+        };
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..CreateExecOptions::default()
+        };
+        let exec = self.docker.create_exec(container, options).await.map_err(|e| failed(e.to_string()))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await.map_err(|e| failed(e.to_string()))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| failed(e.to_string()))? {
+                    bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                    bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    _ => {}
+                }
+            }
+        }
+        let code = self.docker.inspect_exec(&exec.id).await.map_err(|e| failed(e.to_string()))?.exit_code;
+        if code != Some(0) {
+            let code = code.map_or("no exit code".to_string(), |c| format!("exit code {c}"));
+            return Err(failed(format!("{code}: {}", String::from_utf8_lossy(&stderr).trim())));
+        }
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
 }
 

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::process::{Cmd, LineSink, ProcessError, Spawner};
 
+/// The Docker network kind puts every cluster's nodes on (unless KIND_EXPERIMENTAL_DOCKER_NETWORK
+/// names another); `kind delete cluster` leaves it behind.
+pub const NETWORK: &str = "kind";
+
 pub const INSTALL: &str =
     "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) or set tools.kind";
 
@@ -39,6 +43,12 @@ impl Kind {
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect())
+    }
+
+    /// The containers of cluster `name`'s nodes.
+    pub async fn nodes(&self, name: &str, echo: LineSink<'_>) -> Result<Vec<String>, ProcessError> {
+        let cmd = self.cmd().args(["get", "nodes", "--name", name]).timeout(Duration::from_secs(60));
+        Ok(self.spawner.output(&cmd, echo).await?.stdout.split_whitespace().map(String::from).collect())
     }
 
     /// The command line as it would be echoed (secrets masked), for plans.
