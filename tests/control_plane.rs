@@ -132,7 +132,9 @@ stop() {
   exit 0
 }
 trap stop TERM INT HUP
-while kill -0 "$parent" 2>/dev/null; do sleep 0.2 & wait $!; done
+# The test process is gone once it is no more, or a zombie no one reaps.
+alive() { state=$(sed 's/.*) //' "/proc/$parent/stat" 2>/dev/null) && [ "${state%% *}" != Z ]; }
+while alive; do sleep 0.2 & wait $!; done
 stop
 "#;
 
