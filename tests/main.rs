@@ -21,6 +21,7 @@ mod provenance;
 mod qa;
 mod race;
 mod real_api;
+mod real_kind;
 mod registry;
 mod release;
 mod ssh;
