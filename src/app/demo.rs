@@ -144,10 +144,26 @@ impl Demo<'_> {
             })
         };
         seed(&["init", "qa", qa_seed.to_str().unwrap_or_default()], &dev_work)?;
+        // Where no bitcoind image can be pulled, the networks the operator makes in QA run the
+        // stand-in (.ci/bitcoind-standin), and the integration tests skip what needs blocks.
+        let standin = (outside.env)("STAGECOACH_BITCOIND_STANDIN").filter(|s| !s.is_empty());
+        if let Some(standin) = &standin {
+            let values = qa_seed.join("values.yaml");
+            seed(
+                &["chart", "set", values.to_str().unwrap_or_default(), &format!("bitcoind.image={standin}")],
+                &dev_work,
+            )?;
+            git::Git2::new(Default::default())
+                .commit(&qa_seed, &["values.yaml".into()], "bitcoind.image: the stand-in bitcoind", &Default::default())
+                .map_err(local)?;
+        }
         seed(&["init", "release", w.join("release-seed").to_str().unwrap_or_default()], &dev_work)?;
         git::bare_clone(&qa_seed, &w.join("qa.git")).map_err(local)?;
         git::bare_clone(&w.join("release-seed"), &w.join("release.git")).map_err(local)?;
         self.say("repositories: dev.git (this project), qa.git (seeded from chart-template), release.git (empty chart repository)")?;
+        if let Some(standin) = &standin {
+            self.say(&format!("QA's bitcoind networks run the stand-in {standin} (STAGECOACH_BITCOIND_STANDIN)"))?;
+        }
 
         // The image: pushed to a registry if one answers, else kept in the local engine.
         let registry = registry_answers("127.0.0.1:5000").then(|| "127.0.0.1:5000".to_string());
@@ -198,8 +214,9 @@ impl Demo<'_> {
         Ok(())
     }
 
-    /// The QA stage for real when kind, helm and kubectl are here; else said, and for the
-    /// release the chart is published without integration tests.
+    /// The QA stage for real when kind, helm and kubectl are on PATH (kind pulls its node image,
+    /// or finds it in the engine); else said, and for the release the chart is published
+    /// without integration tests.
     async fn qa(&mut self, tools: bool, w: &Path, record: &str, release: bool) -> Result<(), AppError> {
         let qa = w.join(format!("qa-{record}"));
         git2::Repository::clone(&w.join("qa.git").display().to_string(), &qa)
@@ -207,7 +224,7 @@ impl Demo<'_> {
         if tools {
             return self.stagecoach(&qa, record, &["integration-test"]).await;
         }
-        self.say("\nQA skipped: kind, helm and kubectl are not all installed here, and no kind node image can be had on this machine; the hosted CI workflow .github/workflows/integration.yml runs this stage on a real kind cluster")?;
+        self.say("\nQA skipped: kind, helm and kubectl are not all on PATH (where no image can be pulled, `eval \"$(.ci/kube-tools)\"` builds them and a kind node image: put $STAGECOACH_TOOLS_PATH first on PATH)")?;
         if release {
             self.say(
                 "publishing the release without integration tests (release --untested), to show the RELEASE repository",
