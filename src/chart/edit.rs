@@ -9,14 +9,19 @@ use super::yaml::{self, NodeKind, PlainType, Seg, SyntaxError};
 pub enum EditError {
     #[error("not valid YAML: {0}")]
     Syntax(#[from] SyntaxError),
-    #[error("the file is not UTF-8 text")]
-    NotUtf8,
+    #[error("not UTF-8 text: {0}")]
+    NotUtf8(#[from] crate::files::NotUtf8),
     #[error("{0}")]
     BadPath(String),
     #[error("`{path}` not found{hint}")]
     NotFound { path: String, hint: String },
     #[error("`{path}` is in documents {documents:?} of the file; stagecoach sets a key in one document only")]
     Ambiguous { path: String, documents: Vec<usize> },
+    #[error(
+        "`{path}` is a duplicate key: it is on line {first} and again on line {second} of the same document; \
+         YAML readers keep one of them or refuse the file: remove one"
+    )]
+    DuplicateKey { path: String, first: usize, second: usize },
     #[error("`{path}` is {what}, not a single value")]
     NotScalar { path: String, what: &'static str },
     #[error("`{path}` is an alias (`*name`); set the value where its anchor `&name` is defined")]
@@ -27,10 +32,41 @@ pub enum EditError {
     NoRoundTrip { path: String, value: String },
 }
 
+/// Whether the header of the block scalar whose body starts at `body` (`|+`, `>2+`…) keeps its
+/// trailing line breaks.
+fn keeps_trailing_breaks(text: &str, body: usize) -> bool {
+    let line_start = text[..body].rfind('\n').map_or(0, |i| i + 1);
+    let header_end = line_start.saturating_sub(1);
+    let header_start = text[..header_end].rfind('\n').map_or(0, |i| i + 1);
+    let header = &text[header_start..header_end];
+    let header = header.split(" #").next().unwrap_or(header);
+    header.rfind(['|', '>']).is_some_and(|at| header[at + 1..].trim_end().contains('+'))
+}
+
+/// The end of a block scalar's own lines in `start..end`, a range that may run into the next
+/// line's indentation: after its last line break, and unless it keeps its trailing breaks
+/// (`keep`), after the line break of its last line that is not blank.
+fn own_end(text: &str, start: usize, end: usize, keep: bool) -> usize {
+    let body = &text[start..end];
+    let mut own =
+        if body.ends_with('\n') || !body.contains('\n') { body.len() } else { body.rfind('\n').map_or(0, |i| i + 1) };
+    if !keep {
+        let mut offset = 0;
+        own = 0;
+        for line in body.split_inclusive('\n') {
+            offset += line.len();
+            if !line.trim().is_empty() {
+                own = offset;
+            }
+        }
+    }
+    start + own
+}
+
 /// Sets each `key=value` in turn. Values are strings; a key that held a number or boolean
 /// keeps that type when the new value is one too.
 pub fn set_all(text: &[u8], assignments: &[(String, String)], create: bool) -> Result<Vec<u8>, EditError> {
-    let mut text = std::str::from_utf8(text).map_err(|_| EditError::NotUtf8)?.to_string();
+    let mut text = crate::files::utf8_text(text)?.to_string();
     for (key, value) in assignments {
         let path = yaml::parse_path(key).map_err(EditError::BadPath)?;
         text = set(&text, &path, value, create)?;
@@ -52,7 +88,12 @@ struct Found {
 pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String, EditError> {
     let shown = yaml::path_string(path);
     let mut found: Vec<Found> = Vec::new();
+    // (document, byte offset) of each key naming `path`: two in one document are a duplicate.
+    let mut keys: Vec<(usize, usize)> = Vec::new();
     yaml::walk(text, |node| {
+        if node.path == path && node.kind == NodeKind::Key {
+            keys.push((node.document, node.start));
+        }
         if node.path == path && !matches!(node.kind, NodeKind::Key | NodeKind::MappingEnd | NodeKind::SequenceEnd) {
             found.push(Found {
                 document: node.document,
@@ -66,6 +107,10 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
         }
         true
     })?;
+    let line = |offset: usize| text[..offset].matches('\n').count() + 1;
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(EditError::DuplicateKey { path: shown, first: line(pair[0].1), second: line(pair[1].1) });
+    }
     let target = match found.len() {
         0 if create => return create_key(text, path, value),
         0 => return Err(EditError::NotFound { path: shown, hint: not_found_hint(text, path)? }),
@@ -86,6 +131,15 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
     if target.value == value {
         return Ok(text.to_string());
     }
+    // A block scalar's range runs over the blank lines after it; unless its header keeps
+    // trailing line breaks (`|+`, `>+`), they are not its own and stay.
+    let end = match style {
+        ScalarStyle::Literal | ScalarStyle::Folded => {
+            own_end(text, target.start, target.end, keeps_trailing_breaks(text, target.start))
+        }
+        _ => target.end,
+    };
+    let target = Found { end, ..target };
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let in_flow = target.flow_depth > 0;
     let rendered = match style {
@@ -101,7 +155,10 @@ pub fn set(text: &str, path: &[Seg], value: &str, create: bool) -> Result<String
             let indent = " ".repeat(target.column);
             let body = value.strip_suffix('\n').unwrap_or(value);
             let mut out = body.split('\n').collect::<Vec<_>>().join(&format!("{eol}{indent}"));
-            out.push_str(eol);
+            // A last line without a line break (the end of the file) stays without one.
+            if text[target.start..target.end].ends_with('\n') {
+                out.push_str(eol);
+            }
             out
         }
     };
@@ -436,8 +493,39 @@ mod tests {
     }
 
     #[test]
+    fn a_block_scalar_edit_keeps_every_byte_that_is_not_the_scalars_own() {
+        // What follows the scalar: nothing, blank lines, a comment, another key.
+        let followers = [
+            "",
+            "\n",
+            "\n# comment\n",
+            "\n\n# comment\n\nnext: 1\n",
+            "next: 1\n",
+            "\n # less indented than the text\nnext: 1\n",
+        ];
+        for header in ["|", "|-", "|+", ">", ">-", ">+", "|2", "|2-"] {
+            for follower in followers {
+                let input = format!("a: {header}\n  old line\n{follower}");
+                let keep = header.ends_with('+');
+                // Only a keeping header makes the blank lines after the text the scalar's own.
+                let blank: String =
+                    follower.split_inclusive('\n').take_while(|l| l.trim().is_empty()).collect::<String>();
+                let own = format!("  old line\n{}", if keep { blank.as_str() } else { "" });
+                let want = input.replacen(&own, "  new one\n", 1);
+                let value = if header.ends_with('-') { "new one" } else { "new one\n" };
+                let got = set_all(input.as_bytes(), &[("a".into(), value.into())], false)
+                    .unwrap_or_else(|e| panic!("{header} before {follower:?}: {e}"));
+                assert_eq!(String::from_utf8(got).unwrap(), want, "{header} before {follower:?}");
+            }
+        }
+        // The end of the file without a line break stays so.
+        let got = set_all(b"a: |-\n  old", &[("a".into(), "new".into())], false).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), "a: |-\n  new");
+    }
+
+    #[test]
     fn refusals() {
-        let cases: [(&str, &str, &str, EditError); 7] = [
+        let cases: [(&str, &str, &str, EditError); 9] = [
             (
                 "missing key with a near miss",
                 "image:\n  tag: x\n",
@@ -466,6 +554,18 @@ mod tests {
                 "a: 1\n---\na: 2\n",
                 "a",
                 EditError::Ambiguous { path: "a".into(), documents: vec![1, 2] },
+            ),
+            (
+                "a key twice in one document",
+                "image:\n  tag: a\n  pullPolicy: x\n  tag: b\n",
+                "image.tag",
+                EditError::DuplicateKey { path: "image.tag".into(), first: 2, second: 4 },
+            ),
+            (
+                "a key twice in the second document",
+                "a: 1\n---\nb: 1\n# c\nb: 2\n",
+                "b",
+                EditError::DuplicateKey { path: "b".into(), first: 3, second: 5 },
             ),
             (
                 "bad path",
