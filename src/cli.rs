@@ -219,7 +219,9 @@ enum ChartVerb {
     },
     /// Package a chart directory into a reproducible .tgz
     #[command(long_about = "Packages a chart directory like `helm package`, honouring .helmignore and leaving out \
-        CI files; the same chart always gives the same bytes. With --sign, also the provenance file \
+        CI files; the same chart always gives the same bytes. It packs every file Helm packs but this chart's \
+        own earlier packages at its top level (NAME-VERSION.tgz and .tgz.prov, under its name or --rename), \
+        which a package written into the chart directory (`--out .`) would otherwise carry. With --sign, also the provenance file \
         NAME-VERSION.tgz.prov (the chart's metadata and the package's sha256, clearsigned), as \
         `helm package --sign` writes it.\n\n\
         Changes: writes NAME-VERSION.tgz (and .prov) into --out.\n\

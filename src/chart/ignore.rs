@@ -58,8 +58,8 @@ impl Rules {
         };
         let whole_path = rule.contains('/');
         let rule = rule.strip_prefix('/').unwrap_or(rule);
-        // Go writes a negated class `[^…]`, the glob crate `[!…]`.
-        let pattern = Pattern::new(&rule.replace("[^", "[!")).map_err(|e| error(format!("{rule:?}: {}", e.msg)))?;
+        let glob = glob_pattern(rule).ok_or_else(|| error(format!("{rule:?}: a `\\` at the end escapes nothing")))?;
+        let pattern = Pattern::new(&glob).map_err(|e| error(format!("{rule:?}: {}", e.msg)))?;
         self.rules.push(Rule { pattern, negate, dir_only, whole_path });
         Ok(())
     }
@@ -80,6 +80,28 @@ impl Rules {
         }
         positive && !negative
     }
+}
+
+/// A pattern of Go's `filepath.Match`, which Helm uses, as the glob crate writes it: `\\c` is the
+/// character `c` (so `\\!keep` and `\\#notes` name files, not a negation or a comment), and a
+/// negated class `[^…]` is `[!…]`. `None` for a pattern that ends in a lone `\\`.
+fn glob_pattern(rule: &str) -> Option<String> {
+    let mut out = String::with_capacity(rule.len());
+    let mut chars = rule.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                special @ ('*' | '?' | '[' | ']') => out.push_str(&format!("[{special}]")),
+                other => out.push(other),
+            },
+            '[' if chars.peek() == Some(&'^') => {
+                chars.next();
+                out.push_str("[!");
+            }
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -111,5 +133,24 @@ mod tests {
             assert_eq!(rules.ignores(path, is_dir), want, "{path} dir={is_dir}");
         }
         assert_eq!(Rules::parse("a/**/b").err().map(|e| e.line), Some(1));
+        assert_eq!(Rules::parse("ok\\").err().map(|e| e.line), Some(1));
+    }
+
+    #[test]
+    fn escaped_characters_name_files_as_helm_reads_them() {
+        let rules = Rules::parse("\\!bang.txt\n\\#hash.txt\nstar\\*.txt\n[^a]b.txt\n").unwrap();
+        let cases = [
+            ("!bang.txt", true),
+            ("bang.txt", false),
+            ("#hash.txt", true),
+            ("hash.txt", false),
+            ("star*.txt", true),
+            ("starry.txt", false),
+            ("cb.txt", true),
+            ("ab.txt", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(rules.ignores(path, false), want, "{path}");
+        }
     }
 }

@@ -69,12 +69,15 @@ pub fn package(dir: &Path, options: &Options) -> Result<Package, PackageError> {
         return Err(PackageError::NotAChart(dir.to_path_buf()));
     }
     let mut chart_bytes = std::fs::read(&chart_yaml).map_err(io(&chart_yaml))?;
+    let meta_error = |error| PackageError::Meta { error, dir: dir.to_path_buf() };
+    let original_name = Metadata::parse(&chart_bytes).map_err(meta_error)?.name;
     if let Some(name) = &options.rename {
         chart_bytes = edit::set_all(&chart_bytes, &[("name".into(), name.clone())], false)
             .map_err(|error| PackageError::Rename { error, file: chart_yaml.clone() })?;
     }
-    let metadata =
-        Metadata::parse(&chart_bytes).map_err(|error| PackageError::Meta { error, dir: dir.to_path_buf() })?;
+    let metadata = Metadata::parse(&chart_bytes).map_err(meta_error)?;
+    // Packages of this chart that stagecoach may have written beside it (`--out .`).
+    let own = [original_name.as_str(), metadata.name.as_str()];
 
     let ignore_file = dir.join(".helmignore");
     let rules = match std::fs::read_to_string(&ignore_file) {
@@ -86,7 +89,7 @@ pub fn package(dir: &Path, options: &Options) -> Result<Package, PackageError> {
 
     let root = dir.canonicalize().map_err(io(dir))?;
     let mut files = Vec::new();
-    collect(&root, &root, "", &rules, &options.drop, &mut files)?;
+    collect(&root, &root, "", &Leave { rules: &rules, drop: &options.drop, own: &own }, &mut files)?;
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let total: u64 = files.iter().map(|f| f.2).sum();
     if total > MAX_CHART_BYTES {
@@ -126,14 +129,26 @@ pub fn package(dir: &Path, options: &Options) -> Result<Package, PackageError> {
 /// (relative path, real path, size, executable)
 type Entry = (String, PathBuf, u64, bool);
 
-fn collect(
-    root: &Path,
-    dir: &Path,
-    prefix: &str,
-    rules: &Rules,
-    drop: &[String],
-    out: &mut Vec<Entry>,
-) -> Result<(), PackageError> {
+/// What a package leaves out: `.helmignore`'s rules, the files dropped from releases, and this
+/// chart's own earlier packages at its top level (its names before and after a rename).
+struct Leave<'a> {
+    rules: &'a Rules,
+    drop: &'a [String],
+    own: &'a [&'a str],
+}
+
+/// Whether `file` is `<name>-<version>.tgz` or its `.prov` for one of `names`.
+fn own_package(file: &str, names: &[&str]) -> bool {
+    let Some(stem) = file.strip_suffix(".tgz.prov").or_else(|| file.strip_suffix(".tgz")) else { return false };
+    names.iter().any(|name| {
+        stem.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|v| semver::Version::parse(v).is_ok())
+    })
+}
+
+fn collect(root: &Path, dir: &Path, prefix: &str, leave: &Leave<'_>, out: &mut Vec<Entry>) -> Result<(), PackageError> {
+    let (rules, drop) = (leave.rules, leave.drop);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PackageError::Io { path, source }
@@ -158,16 +173,16 @@ fn collect(
         if drop.iter().any(|d| d.trim_end_matches('/') == relative) || rules.ignores(&relative, meta.is_dir()) {
             continue;
         }
-        // Earlier packages written into the chart directory (`--out .`) are not part of it;
-        // packaged dependencies live in charts/ and stay.
-        if prefix.is_empty() && meta.is_file() && relative.ends_with(".tgz") {
+        // This chart's earlier packages written into its directory (`--out .`) are not part of
+        // it; any other file Helm packs, so do we.
+        if prefix.is_empty() && meta.is_file() && own_package(&relative, leave.own) {
             continue;
         }
         if meta.is_dir() {
             if link {
                 return Err(PackageError::LinkedDirectory(path));
             }
-            collect(root, &real, &relative, rules, drop, out)?;
+            collect(root, &real, &relative, leave, out)?;
         } else if meta.is_file() {
             if meta.len() > MAX_FILE_BYTES {
                 return Err(PackageError::FileTooLarge { path, size: meta.len() });
@@ -370,15 +385,31 @@ mod tests {
     use std::time::SystemTime;
 
     #[test]
-    fn earlier_packages_in_the_chart_directory_are_left_out_and_dependencies_kept() {
+    fn only_this_charts_earlier_packages_are_left_out_every_other_file_helm_packs() {
+        // (a file at the chart's top level, packed with --rename released?)
+        let cases = [
+            ("op-qa-0.1.0.tgz", false),
+            ("op-qa-0.1.0.tgz.prov", false),
+            ("op-qa-1.2.3-dev.64ed033.tgz", false),
+            ("released-0.1.0.tgz", false),
+            ("released-0.1.0.tgz.prov", false),
+            ("fixture.tgz", true),
+            ("other-chart-0.1.0.tgz", true),
+            ("op-qa-latest.tgz", true),
+            ("op-qa-0.1.0.tgz.bak", true),
+        ];
         let dir = tempfile::tempdir().unwrap();
         chart(dir.path());
-        let first = package(dir.path(), &options()).unwrap();
-        std::fs::write(dir.path().join(&first.file_name), &first.bytes).unwrap();
+        for (file, _) in cases {
+            std::fs::write(dir.path().join(file), b"bytes").unwrap();
+        }
         std::fs::create_dir_all(dir.path().join("charts")).unwrap();
         std::fs::write(dir.path().join("charts/dep-0.1.0.tgz"), b"a dependency").unwrap();
-        let second = package(dir.path(), &options()).unwrap();
-        assert!(!second.files.iter().any(|f| f == &first.file_name), "{:?}", second.files);
-        assert!(second.files.iter().any(|f| f == "charts/dep-0.1.0.tgz"), "{:?}", second.files);
+        let renamed = Options { rename: Some("released".into()), ..options() };
+        let packed = package(dir.path(), &renamed).unwrap().files;
+        for (file, want) in cases {
+            assert_eq!(packed.iter().any(|f| f == file), want, "{file}: {packed:?}");
+        }
+        assert!(packed.iter().any(|f| f == "charts/dep-0.1.0.tgz"), "{packed:?}");
     }
 }
