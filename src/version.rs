@@ -41,6 +41,17 @@ fn parse_lenient(text: &str) -> Option<Version> {
     Some(version)
 }
 
+/// Whether two chart versions are one SemVer version as Helm's index compares them: a leading
+/// `v` is read, `1.2` is `1.2.0`, and build metadata does not count (`1.0.0+a` is `1.0.0+b`).
+/// Text that is no version is compared as it is.
+pub fn same_version(a: &str, b: &str) -> bool {
+    let parse = |text: &str| parse_lenient(text.strip_prefix('v').unwrap_or(text));
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a.cmp_precedence(&b).is_eq(),
+        _ => a == b,
+    }
+}
+
 /// Reads a chart's version: SemVer, `1.2`, or the seed's legacy `0.9-dev64ed033` (read as the
 /// release `0.9.0` it was built after; never written).
 pub fn parse_chart_version(text: &str) -> Result<Version, VersionError> {
@@ -164,6 +175,24 @@ mod tests {
     fn chart_version_errors() {
         for bad in ["", "one", "1.2.3-", "1.2-rc.1-devabc", "1.2.3.4"] {
             assert_eq!(parse_chart_version(bad), Err(VersionError::BadChartVersion(bad.into())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn same_version_table() {
+        let cases = [
+            ("v1.0.0", "1.0.0", true),
+            ("1.2", "1.2.0", true),
+            ("1.0.0+build.1", "1.0.0+build.2", true),
+            ("1.0.0+build.1", "1.0.0", true),
+            ("1.0.0-rc.1", "1.0.0", false),
+            ("1.0.1", "1.0.0", false),
+            ("v1.0.0-dev.abc", "1.0.0-dev.abc", true),
+            ("not-a-version", "not-a-version", true),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(same_version(a, b), want, "{a} {b}");
+            assert_eq!(same_version(b, a), want, "{b} {a}");
         }
     }
 }

@@ -32,10 +32,10 @@ pub enum IndexError {
     )]
     Json,
     #[error(
-        "{name} {version} is already published with digest {published}, and this package's digest is {new}; \
-         a published chart is never replaced: bump the version"
+        "{name} {version} is already published (as {published_version}) with digest {published}, and this \
+         package's digest is {new}; a published chart is never replaced: bump the version"
     )]
-    Conflict { name: String, version: String, published: String, new: String },
+    Conflict { name: String, version: String, published_version: String, published: String, new: String },
 }
 
 /// What a merge did.
@@ -90,15 +90,19 @@ fn merge_with(existing: Option<&str>, entry: &NewEntry<'_>, now: &str, scan: Sca
     }
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let version = semver::Version::parse(&entry.metadata.version).ok();
+    // One SemVer version, one package: `v1.0.0` and `1.0.0`, or `1.0.0+a` and `1.0.0+b`, are one
+    // version to Helm, which would find two packages for it.
     for item in &scan.items {
-        if item.version.as_deref() == Some(entry.metadata.version.as_str()) {
+        let Some(published_version) = item.version.as_deref() else { continue };
+        if crate::version::same_version(published_version, &entry.metadata.version) {
             let published = item.digest.clone().unwrap_or_default();
-            return if published == entry.digest {
+            return if published == entry.digest && published_version == entry.metadata.version {
                 Ok(Merged::AlreadyPublished)
             } else {
                 Err(IndexError::Conflict {
                     name: name.clone(),
                     version: entry.metadata.version.clone(),
+                    published_version: published_version.to_string(),
                     published,
                     new: entry.digest.to_string(),
                 })
@@ -789,17 +793,32 @@ generated: \"2025-01-02T03:04:05Z\"
     }
 
     #[test]
-    fn a_published_version_is_never_replaced() {
+    fn a_published_version_is_never_replaced_nor_added_again_under_another_spelling() {
         let error = merge_one(Some(HELM_INDEX), "bitcoin-operator", "0.1.0", "other").unwrap_err();
         assert_eq!(
             error,
             IndexError::Conflict {
                 name: "bitcoin-operator".into(),
                 version: "0.1.0".into(),
+                published_version: "0.1.0".into(),
                 published: "d1".into(),
                 new: "other".into()
             }
         );
+        // (case, the version published, the version added, same digest?)
+        let cases = [
+            ("a leading v", "v1.0.0", "1.0.0", false),
+            ("a leading v, the same bytes", "v1.0.0", "1.0.0", true),
+            ("other build metadata", "1.0.0+build.1", "1.0.0+build.2", false),
+            ("build metadata added", "1.0.0", "1.0.0+build.7", true),
+        ];
+        for (case, published, added, same) in cases {
+            let (index, _) = merge_one(None, "op", published, "d1").unwrap();
+            let digest = if same { "d1" } else { "d2" };
+            let error = merge_one(Some(&index), "op", added, digest).unwrap_err();
+            let IndexError::Conflict { version, published_version, .. } = &error else { panic!("{case}: {error:?}") };
+            assert_eq!((version.as_str(), published_version.as_str()), (added, published), "{case}");
+        }
     }
 
     #[test]

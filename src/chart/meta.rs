@@ -67,9 +67,15 @@ pub struct Dependency {
     pub alias: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+    /// Strings or `{child, parent}` mappings, kept as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_values: Vec<serde_json::Value>,
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
+    /// Written even when empty, as Helm writes it.
+    #[serde(default)]
+    pub repository: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,10 +85,10 @@ pub struct Dependency {
 impl Metadata {
     /// Reads Chart.yaml and checks what a package needs: apiVersion v2, a name, a SemVer version.
     pub fn parse(bytes: &[u8]) -> Result<Self, MetaError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| MetaError::Parse {
-            line: 1,
-            column: 1,
-            message: "not UTF-8 text".into(),
+        let text = crate::files::utf8_text(bytes).map_err(|e| MetaError::Parse {
+            line: e.line as u64,
+            column: e.column as u64,
+            message: format!("byte 0x{:02x} is not UTF-8; save the file as UTF-8 text", e.byte),
         })?;
         let meta: Self = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
