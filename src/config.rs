@@ -33,7 +33,8 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub enum ConfigError {
     #[error(
         "no pipeline file found: looked for {DEFAULT_FILE} in {} and its parent directories up to the repository root; \
-         pass --config FILE, set STAGECOACH_CONFIG, or create one with `stagecoach init`",
+         pass --config FILE or set STAGECOACH_CONFIG; a QA repository takes the DEV repository's \
+         pipelines/stagecoach.yaml (`stagecoach init qa DIR`, run in the DEV repository, copies it)",
         .start.display()
     )]
     NotFound { start: PathBuf },
@@ -293,9 +294,13 @@ pub fn discover(explicit: Option<&Path>, env: Env<'_>, start: &Path) -> Result<P
 }
 
 pub fn load(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    parse(&text, path, env).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let invalid = |diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics };
+    let text = crate::files::utf8_text(&bytes).map_err(|e| {
+        let message = format!("byte 0x{:02x} is not UTF-8; save the file as UTF-8 text", e.byte);
+        invalid(vec![Diagnostic { line: e.line as u64, column: e.column as u64, field: String::new(), message }])
+    })?;
+    parse(text, path, env).map_err(invalid)
 }
 
 /// Parses and checks a pipeline file's text; `path` decides the repository root.

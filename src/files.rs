@@ -4,6 +4,64 @@
 
 use std::path::{Component, Path, PathBuf};
 
+/// The scratch directories alive in this process, for [`remove_scratch_dirs`].
+static SCRATCH: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A private temporary directory, removed when dropped — or, however the command ends (a
+/// signal while a blocking task still holds it), by [`remove_scratch_dirs`] on the way out.
+pub struct ScratchDir(Option<tempfile::TempDir>);
+
+/// A new [`ScratchDir`] in TMPDIR, named `PREFIX…`.
+pub fn scratch_dir(prefix: &str) -> std::io::Result<ScratchDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(dir.path().to_path_buf());
+    Ok(ScratchDir(Some(dir)))
+}
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |dir| dir.path())
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let path = self.path().to_path_buf();
+        SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != path);
+        drop(self.0.take());
+    }
+}
+
+/// Removes every scratch directory still alive: called on the way out of the process, when
+/// a signal ended the command and a thread that holds one will never drop it.
+pub fn remove_scratch_dirs() {
+    for path in std::mem::take(&mut *SCRATCH.lock().unwrap_or_else(|e| e.into_inner())) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// Text that is not UTF-8: where its first bad byte is, for the error that names the place.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}, column {column}: byte 0x{byte:02x} is not UTF-8; save the file as UTF-8 text")]
+pub struct NotUtf8 {
+    pub line: usize,
+    pub column: usize,
+    pub byte: u8,
+}
+
+/// `bytes` as text, or where the first byte that is not UTF-8 is (columns count characters).
+pub fn utf8_text(bytes: &[u8]) -> Result<&str, NotUtf8> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let valid = std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        NotUtf8 {
+            line: valid.matches('\n').count() + 1,
+            column: valid[line_start..].chars().count() + 1,
+            byte: bytes[error.valid_up_to()],
+        }
+    })
+}
+
 /// Why a path was refused: it would lead out of the checkout it must stay in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Escape {
@@ -150,5 +208,22 @@ mod tests {
         write_atomically(&d.join("link.yaml"), b"a: 2\n").unwrap();
         assert!(std::fs::symlink_metadata(d.join("link.yaml")).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(d.join("target.yaml")).unwrap(), "a: 2\n");
+    }
+
+    #[test]
+    fn the_first_byte_that_is_not_utf8_is_named_by_line_and_column() {
+        let cases: [(&str, &[u8], Option<(usize, usize, u8)>); 4] = [
+            ("text", b"a: 1\nb: 2\n", None),
+            ("on the first line", b"a: \xff\n", Some((1, 4, 0xff))),
+            ("after characters of several bytes", "x\nk: \u{e9}\u{e9}".as_bytes(), None),
+            ("latin-1 on the third line", b"a: 1\nb: 2\nc: caf\xe9\n", Some((3, 7, 0xe9))),
+        ];
+        for (name, bytes, want) in cases {
+            let got = utf8_text(bytes).err().map(|e| (e.line, e.column, e.byte));
+            assert_eq!(got, want, "{name}");
+        }
+        let bytes: Vec<u8> = "\u{e9}\u{e9}".bytes().chain([0xff]).collect();
+        let column = utf8_text(&bytes);
+        assert_eq!(column.err().map(|e| e.column), Some(3), "columns count characters, not bytes");
     }
 }
