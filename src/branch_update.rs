@@ -356,8 +356,12 @@ mod tests {
 
     fn setup(reject: u32) -> (Racing, Remote, Vec<Edit>, UpdateOptions) {
         let git = Racing { reject: RefCell::new(reject), syncs: RefCell::new(0), pushed: RefCell::new(Vec::new()) };
-        let remote =
-            Remote { url: "https://git.example/qa.git".into(), branch: "main".into(), auth: Default::default() };
+        let remote = Remote {
+            url: "https://git.example/qa.git".into(),
+            branch: "main".into(),
+            auth: Default::default(),
+            origin: String::new(),
+        };
         let edits = vec![Edit::new("values.yaml", vec![("image.tag".into(), "new".into())])];
         let options = UpdateOptions { attempts: 3, backoff: Duration::from_millis(1), ..UpdateOptions::default() };
         (git, remote, edits, options)

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
 
     let env = |name: &str| std::env::var(name).ok();
     let outside = Outside { env: &env, cwd: std::env::current_dir().unwrap_or_else(|_| ".".into()) };
-    match app::run(request, &outside, &mut std::io::stdout().lock()) {
+    let result = app::run(request, &outside, &mut std::io::stdout().lock());
+    // Threads still holding temporary directories (a blocking clone when a signal came) end
+    // with the process, without dropping them.
+    stagecoach::files::remove_scratch_dirs();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -213,7 +213,12 @@ pub async fn build_and_deploy(
         })
         .then(PromoteToQa {
             git: Git2::new(secrets.clone()),
-            remote: Remote { url: qa.url.clone(), branch: qa.branch.clone(), auth: qa_auth },
+            remote: Remote {
+                url: qa.url.clone(),
+                branch: qa.branch.clone(),
+                auth: qa_auth,
+                origin: "repositories.qa.url".into(),
+            },
             credentials: credentials(config, qa.credentials.as_deref()),
             chart_path: config.chart.path.clone(),
             keys: image_keys(config),
@@ -224,7 +229,12 @@ pub async fn build_and_deploy(
             dry_run: settings.dry_run,
             pushes: !settings.no_push,
             held_back,
-            dev: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: dev_auth },
+            dev: Remote {
+                url: dev.url.clone(),
+                branch: dev.branch.clone(),
+                auth: dev_auth,
+                origin: "repositories.dev.url".into(),
+            },
             dev_dir: build.source_dir.clone().unwrap_or_else(|| config.root.clone()),
             facts: Arc::clone(&facts),
         })
@@ -363,9 +373,7 @@ pub async fn integration_test(
     let work = match settings.describe_only {
         true => None,
         false => Some(Arc::new(
-            tempfile::Builder::new()
-                .prefix("stagecoach-qa-")
-                .tempdir()
+            crate::files::scratch_dir("stagecoach-qa-")
                 .map_err(|e| SetupError::Chart(format!("creating a temporary directory: {e}")))?,
         )),
     };
@@ -435,7 +443,7 @@ struct Qa<'a> {
     registry_auth: Option<crate::tools::docker::RegistryAuth>,
     dev_auth: crate::tools::git::Auth,
     release_auth: ReleaseAuth,
-    work: Option<Arc<tempfile::TempDir>>,
+    work: Option<Arc<crate::files::ScratchDir>>,
     work_dir: std::path::PathBuf,
     keep_cluster: bool,
 }
@@ -467,7 +475,12 @@ impl Qa<'_> {
             Box::new(ClusterUp(Arc::clone(&cluster))),
             Box::new(DevCheckout {
                 git: Git2::new(secrets.clone()),
-                remote: Remote { url: dev.url.clone(), branch: dev.branch.clone(), auth: self.dev_auth },
+                remote: Remote {
+                    url: dev.url.clone(),
+                    branch: dev.branch.clone(),
+                    auth: self.dev_auth,
+                    origin: "repositories.dev.url".into(),
+                },
                 commit: chart.app_version.clone(),
                 dir: dev_dir.clone(),
                 work: self.work.clone(),
@@ -555,7 +568,12 @@ fn release_stage(
     secrets: &Secrets,
 ) -> crate::stages::release::Release {
     let index = config.repositories.release.as_ref().map(|release| crate::stages::release::IndexRepository {
-        remote: Remote { url: release.url.clone(), branch: release.branch.clone(), auth: auth.git },
+        remote: Remote {
+            url: release.url.clone(),
+            branch: release.branch.clone(),
+            auth: auth.git,
+            origin: "repositories.release.url".into(),
+        },
         credentials: credentials(config, release.credentials.as_deref()),
     });
     let oci = config.chart.oci.as_ref().map(|oci| crate::stages::release::OciRelease {

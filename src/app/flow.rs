@@ -10,7 +10,7 @@ use crate::runner::Plan;
 use crate::secrets::Secrets;
 use crate::stages::{Expectation, Tested};
 
-fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,20 +94,19 @@ async fn plan_of(
 pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
     let FlowCommand { flow, global, outside, config, build, flags } = command;
     // A report that cannot be written is known before anything is pushed.
-    for (flag, path) in [("--report", &global.report), ("--junit", &global.junit)] {
-        let Some(path) = path else { continue };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            return Err(AppError::Usage(format!(
-                "{flag} {}: directory {} does not exist; nothing was run",
-                path.display(),
-                dir.display()
-            )));
-        }
-    }
+    let summary = (outside.env)("GITHUB_ACTIONS")
+        .filter(|v| v == "true")
+        .and_then(|_| (outside.env)("GITHUB_STEP_SUMMARY"))
+        .map(std::path::PathBuf::from);
+    super::check_outputs(&[
+        ("--report", global.report.as_deref()),
+        ("--junit", global.junit.as_deref()),
+        ("GITHUB_STEP_SUMMARY", summary.as_deref()),
+    ])?;
     use std::io::IsTerminal;
 
-    runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
         let started = std::time::SystemTime::now();
         let started_unix_ms = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let run_id = format!("{started_unix_ms:x}-{:x}", std::process::id());
@@ -184,7 +183,11 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
                 Err(AppError::Interrupted { signal, code: interrupt.exit_code() })
             }
         }
-    })
+    });
+    // A blocking task a signal left running (a clone from a silent server) is not waited for:
+    // it ends with the process, and its temporary directory is removed on the way out.
+    runtime.shutdown_background();
+    result
 }
 
 /// What the release must match: the chart tested by the integration-test run of `--tested`.

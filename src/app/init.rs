@@ -20,13 +20,24 @@ pub fn run(
         )));
     }
     let io = |what: String| move |source| AppError::Io { what, source };
-    // The DEV repository's pipeline file and chart template, when run inside it.
-    let config = crate::config::discover(global.config.as_deref(), outside.env, &outside.cwd)
-        .ok()
-        .and_then(|p| crate::config::load(&p, outside.env).ok());
+    // The DEV repository's pipeline file and chart template, when run inside it (or named).
+    let config = match crate::config::discover(global.config.as_deref(), outside.env, &outside.cwd) {
+        Ok(path) => Some(crate::config::load(&path, outside.env)?),
+        Err(_) => None,
+    };
     let root = config.as_ref().map_or(outside.cwd.clone(), |c| c.root.clone());
     let message = match kind {
         InitKind::Qa => {
+            // Its CI runs `stagecoach integration-test`, which reads the pipeline file: a QA
+            // repository without one would not work.
+            let Some(config) = &config else {
+                return Err(AppError::Usage(format!(
+                    "no pipeline file to put into the QA repository: its CI runs `stagecoach integration-test`, \
+                     which reads pipelines/stagecoach.yaml, and none was found from {}; run this in the DEV \
+                     repository, or name its pipeline file with --config FILE; nothing was written",
+                    outside.cwd.display()
+                )));
+            };
             let template = from.map(Path::to_path_buf).unwrap_or_else(|| root.join("chart-template"));
             if !template.join("Chart.yaml").is_file() {
                 return Err(AppError::Usage(format!(
@@ -35,11 +46,9 @@ pub fn run(
                 )));
             }
             copy_dir(&template, dir).map_err(io(format!("copying {} to {}", template.display(), dir.display())))?;
-            if let Some(config) = &config {
-                std::fs::create_dir_all(dir.join("pipelines")).map_err(io("creating pipelines/".into()))?;
-                std::fs::copy(&config.file, dir.join("pipelines/stagecoach.yaml"))
-                    .map_err(io(format!("copying {}", config.file.display())))?;
-            }
+            std::fs::create_dir_all(dir.join("pipelines")).map_err(io("creating pipelines/".into()))?;
+            std::fs::copy(&config.file, dir.join("pipelines/stagecoach.yaml"))
+                .map_err(io(format!("copying {}", config.file.display())))?;
             "Seed the QA repository from chart-template"
         }
         InitKind::Release => {

@@ -244,3 +244,45 @@ pub(super) fn network_timeout(
     }
     Ok(timeout)
 }
+
+/// Files a command writes when it ends (`--report`, `--junit`, the step summary), checked before
+/// it starts: each must be a file (or not yet exist) in a directory that exists and takes a new
+/// file. A file is made there and removed again to know.
+fn check_outputs(outputs: &[(&str, Option<&Path>)]) -> Result<(), AppError> {
+    for (flag, path) in outputs {
+        let Some(path) = path else { continue };
+        let refuse = |why: String| Err(AppError::Usage(format!("{flag} {}: {why}; nothing was run", path.display())));
+        if path.is_dir() {
+            return refuse("a directory, not a file".into());
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return refuse(format!("directory {} does not exist", dir.display()));
+        }
+        if let Err(error) = tempfile::Builder::new().prefix(".stagecoach-check-").tempfile_in(dir) {
+            return refuse(format!("cannot write in {}: {error}", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs blocking `work` until it is done or SIGINT or SIGTERM comes, which ends the command
+/// (its temporary directories are removed on the way out, whatever `work` still holds).
+fn until_interrupted<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = flow::runtime()?;
+    let listening = |source| AppError::Io { what: "listening for Ctrl-C".into(), source };
+    let result = runtime.block_on(async {
+        let (mut int, mut term) =
+            (signal(SignalKind::interrupt()).map_err(listening)?, signal(SignalKind::terminate()).map_err(listening)?);
+        let task = tokio::task::spawn_blocking(work);
+        tokio::select! {
+            done = task => done.map_err(|e| AppError::Failed(format!("the work stopped: {e}"))),
+            _ = int.recv() => Err(AppError::Interrupted { signal: "SIGINT", code: 130 }),
+            _ = term.recv() => Err(AppError::Interrupted { signal: "SIGTERM", code: 143 }),
+        }
+    });
+    // The blocking work is not waited for: it ends with the process.
+    runtime.shutdown_background();
+    result
+}

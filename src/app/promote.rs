@@ -24,8 +24,13 @@ pub fn run(
             .into_iter()
             .filter_map(|(name, repo)| Some((name, repo?)))
             .find(|(name, repo)| *name == request.repo || repo.url == request.repo)
-            .map(|(_, repo)| repo.clone())
+            .map(|(name, repo)| (name, repo.clone()))
     });
+    let origin = match &configured {
+        Some((name, _)) => format!("repositories.{name}.url, from --repo {}", request.repo),
+        None => "--repo".to_string(),
+    };
+    let configured = configured.map(|(_, repo)| repo);
     let url = configured.as_ref().map_or(request.repo.clone(), |r| r.url.clone());
     let branch = request
         .branch
@@ -60,7 +65,7 @@ pub fn run(
     let message = branch_update::render_message(&request.message, &vars)
         .map_err(|e| AppError::Usage(format!("--message: {e}")))?;
 
-    let remote = Remote { url: url.clone(), branch: branch.clone(), auth };
+    let remote = Remote { url: url.clone(), branch: branch.clone(), auth, origin };
     let edits = [Edit { create: request.create, ..Edit::new(request.file.clone(), request.set.clone()) }];
     let options = UpdateOptions {
         author,
@@ -69,12 +74,16 @@ pub fn run(
         attempts: request.attempts,
         ..UpdateOptions::default()
     };
-    let workdir = tempfile::Builder::new()
-        .prefix("stagecoach-promote-")
-        .tempdir()
+    // Where the run record goes is known to be writable before anything is pushed.
+    super::check_outputs(&[("--report", global.report.as_deref())])?;
+    let workdir = crate::files::scratch_dir("stagecoach-promote-")
         .map_err(|source| AppError::Io { what: "creating a work directory".into(), source })?;
     let git = Git2::new(secrets.clone());
-    let promotion = branch_update::update(&git, &remote, &edits, &options, workdir.path()).map_err(|e| {
+    let update = {
+        let (remote, dir) = (remote.clone(), workdir.path().to_path_buf());
+        move || branch_update::update(&git, &remote, &edits, &options, &dir)
+    };
+    let promotion = super::until_interrupted(update)?.map_err(|e| {
         let message = secrets.mask(&e.to_string()).into_owned();
         match e {
             // The repository's content would lead the edit out of it.
@@ -98,6 +107,9 @@ pub fn run(
         UpdateOutcome::DryRun => "dry run: nothing committed or pushed\n".to_string(),
         UpdateOutcome::Declined(why) => format!("{why}: nothing committed or pushed\n"),
     };
+    // What was pushed is shown first, whatever happens to the record.
+    let text = format!("{}{summary}", secrets.mask(&promotion.diff));
+    stdout.write_all(text.as_bytes()).map_err(|source| AppError::Io { what: "writing the output".into(), source })?;
     if let Some(path) = &global.report {
         let (outcome, commit) = match &promotion.outcome {
             UpdateOutcome::Pushed { commit } => ("pushed", Some(commit.as_str())),
@@ -119,6 +131,5 @@ pub fn run(
         crate::files::write_atomically(path, &bytes)
             .map_err(|source| AppError::Io { what: format!("writing {}", path.display()), source })?;
     }
-    let text = format!("{}{summary}", secrets.mask(&promotion.diff));
-    stdout.write_all(text.as_bytes()).map_err(|source| AppError::Io { what: "writing the output".into(), source })
+    Ok(())
 }

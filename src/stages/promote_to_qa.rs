@@ -188,7 +188,7 @@ impl Stage for PromoteToQa {
                 (self.git.clone(), self.remote.clone(), self.dev.clone(), self.dev_dir.clone());
             let (chart_yaml, commit) = (in_chart(&self.chart_path, "Chart.yaml"), self.build.commit.clone());
             let promotion = tokio::task::spawn_blocking(move || {
-                let workdir = tempfile::Builder::new().prefix("stagecoach-qa-").tempdir()?;
+                let workdir = crate::files::scratch_dir("stagecoach-qa-")?;
                 let apply = |dir: &Path| -> Result<Change, UpdateError> {
                     if let Some(newer) = newer_in_qa(&git, &dev, &dev_dir, &dir.join(&chart_yaml), &commit)? {
                         let short = &commit[..commit.len().min(7)];

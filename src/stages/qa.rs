@@ -71,7 +71,7 @@ pub struct DevCheckout {
     /// The run's directory `dir` lies in (none in a plan). The clone holds it: a cancelled
     /// stage does not stop a blocking clone, which would otherwise write into a directory
     /// already removed.
-    pub work: Option<Arc<tempfile::TempDir>>,
+    pub work: Option<Arc<crate::files::ScratchDir>>,
 }
 
 impl Stage for DevCheckout {

@@ -231,7 +231,7 @@ impl Stage for Release {
             let to_publish = package.clone();
             let signed = provenance.clone();
             let promotion = tokio::task::spawn_blocking(move || {
-                let workdir = tempfile::Builder::new().prefix("stagecoach-release-").tempdir()?;
+                let workdir = crate::files::scratch_dir("stagecoach-release-")?;
                 let now = index::rfc3339(std::time::SystemTime::now());
                 branch_update::update_with(
                     &git,

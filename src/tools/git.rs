@@ -30,6 +30,8 @@ pub enum GitError {
     Rejected { url: String, branch: String },
     #[error("{what} {url}: {message}")]
     Remote { what: &'static str, url: String, message: String },
+    #[error("no git repository at {path} ({origin}); create one there (`git init --bare {path}`) or fix {origin}")]
+    NoRepository { path: String, origin: String },
     #[error("{}: {what}: {message}", .dir.display())]
     Local { dir: PathBuf, what: &'static str, message: String },
 }
@@ -119,6 +121,8 @@ pub struct Remote {
     pub url: String,
     pub branch: String,
     pub auth: Auth,
+    /// Where the URL came from (`repositories.qa.url`, `--repo`), for errors about it.
+    pub origin: String,
 }
 
 /// Who commits.
@@ -207,6 +211,14 @@ impl Git2 {
         depth: Option<i32>,
         what: &'static str,
     ) -> Result<(), GitError> {
+        if is_local(&remote.url) {
+            let path = remote.url.strip_prefix("file://").unwrap_or(&remote.url);
+            if Repository::open_bare(path).is_err() && Repository::open(path).is_err() {
+                let origin =
+                    if remote.origin.is_empty() { "the repository's URL".into() } else { remote.origin.clone() };
+                return Err(GitError::NoRepository { path: path.to_string(), origin });
+            }
+        }
         let tries = Cell::new(0);
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks(&remote.auth, &tries));
@@ -422,12 +434,11 @@ impl Git2 {
         let repo = match Repository::open(dir) {
             Ok(repo) => repo,
             Err(_) => {
-                scratch =
-                    tempfile::Builder::new().prefix("stagecoach-dev-").tempdir().map_err(|e| GitError::Local {
-                        dir: dir.to_path_buf(),
-                        what: "creating a scratch repository",
-                        message: e.to_string(),
-                    })?;
+                scratch = crate::files::scratch_dir("stagecoach-dev-").map_err(|e| GitError::Local {
+                    dir: dir.to_path_buf(),
+                    what: "creating a scratch repository",
+                    message: e.to_string(),
+                })?;
                 open_or_init(scratch.path())?
             }
         };

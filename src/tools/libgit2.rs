@@ -27,7 +27,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The timeout the stream connects and waits with, in milliseconds.
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(crate::config::DEFAULT_NETWORK_TIMEOUT.as_millis() as u64);
@@ -109,6 +109,10 @@ struct Stream {
     fd: c_int,
     address: (CString, CString),
     socket: Option<TcpStream>,
+    /// Until the server's first byte: when the network timeout, counted from the start of the
+    /// connection attempt, runs out. A connection slow to open does not earn a full timeout of
+    /// silence on top.
+    first_byte_by: Option<Instant>,
 }
 
 unsafe extern "C" fn init(out: *mut *mut Stream, host: *const c_char, port: *const c_char) -> c_int {
@@ -132,6 +136,7 @@ unsafe extern "C" fn init(out: *mut *mut Stream, host: *const c_char, port: *con
         fd: -1,
         address: (host, port),
         socket: None,
+        first_byte_by: None,
     });
     stream.host = stream.address.0.as_ptr().cast_mut();
     stream.port = stream.address.1.as_ptr().cast_mut();
@@ -171,6 +176,7 @@ unsafe extern "C" fn connect(raw: *mut Stream) -> c_int {
         None => return fail(format!("{host}: invalid port {:?}", stream.address.1), -1),
     };
     let timeout = (stream.connect_timeout > 0).then(|| Duration::from_millis(stream.connect_timeout as u64));
+    let started = Instant::now();
     let addresses = match (host.as_str(), port).to_socket_addrs() {
         Ok(addresses) => addresses,
         Err(e) => return fail(format!("failed to resolve address for {host}: {e}"), -1),
@@ -178,7 +184,10 @@ unsafe extern "C" fn connect(raw: *mut Stream) -> c_int {
     let mut last = None;
     for address in addresses {
         let attempt = match timeout {
-            Some(timeout) => TcpStream::connect_timeout(&address, timeout),
+            Some(timeout) => match remaining(started, timeout) {
+                Some(left) => TcpStream::connect_timeout(&address, left),
+                None => Err(ErrorKind::TimedOut.into()),
+            },
             None => TcpStream::connect(address),
         };
         match attempt {
@@ -193,6 +202,7 @@ unsafe extern "C" fn connect(raw: *mut Stream) -> c_int {
                 }
                 stream.fd = socket.as_raw_fd();
                 stream.socket = Some(socket);
+                stream.first_byte_by = timeout.map(|timeout| started + timeout);
                 CONNECTIONS.fetch_add(1, Ordering::Relaxed);
                 return 0;
             }
@@ -205,15 +215,41 @@ unsafe extern "C" fn connect(raw: *mut Stream) -> c_int {
     }
 }
 
+/// What is left of `timeout` since `started`; `None` once it has run out.
+fn remaining(started: Instant, timeout: Duration) -> Option<Duration> {
+    timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero())
+}
+
 unsafe extern "C" fn read(raw: *mut Stream, data: *mut c_void, len: usize) -> isize {
-    let Some(socket) = stream(raw).socket.as_mut() else {
+    let stream = stream(raw);
+    let (full, first_byte_by) = (stream.timeout, stream.first_byte_by);
+    let Some(socket) = stream.socket.as_mut() else {
         return fail("read on a stream that is not connected".into(), -1) as isize;
     };
     // SAFETY: libgit2 passes a buffer of `len` writable bytes.
     let buffer = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
+    if let Some(by) = first_byte_by {
+        let left = by.checked_duration_since(Instant::now()).filter(|left| !left.is_zero());
+        let Some(left) = left else {
+            return io_failure("reading from the git server", ErrorKind::TimedOut.into()) as isize;
+        };
+        if let Err(e) = socket.set_read_timeout(Some(left)) {
+            return io_failure("reading from the git server", e) as isize;
+        }
+    }
     loop {
         match socket.read(buffer) {
-            Ok(n) => return n as isize,
+            Ok(n) => {
+                // Progress: from now on each read may wait the whole timeout.
+                if first_byte_by.is_some() && n > 0 {
+                    stream.first_byte_by = None;
+                    let full = (full > 0).then(|| Duration::from_millis(full as u64));
+                    if let Err(e) = socket.set_read_timeout(full) {
+                        return io_failure("reading from the git server", e) as isize;
+                    }
+                }
+                return n as isize;
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return io_failure("reading from the git server", e) as isize,
         }
