@@ -84,6 +84,24 @@ fn init_makes_the_qa_and_release_repositories_and_never_overwrites() {
     let no_chart = stagecoach(repo.path(), &["init", "qa", "qa2", "--from", "nowhere"], &[]);
     assert_eq!(no_chart.code, 2);
     assert!(no_chart.stderr.contains("nowhere is not a chart to seed the QA repository from"), "{}", no_chart.stderr);
+
+    // Outside the DEV repository there is no pipeline file to copy: refused, nothing written;
+    // with --config naming the DEV repository's, the QA repository works with its CI.
+    let outside = tempfile::tempdir().unwrap();
+    let from = chart.display().to_string();
+    let refused = stagecoach(outside.path(), &["init", "qa", "qa", "--from", &from], &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no pipeline file to put into the QA repository")
+            && refused.stderr.contains("--config FILE"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!outside.path().join("qa").exists(), "something was written");
+    let config = repo.path().join("pipelines/stagecoach.yaml").display().to_string();
+    stagecoach(outside.path(), &["--config", &config, "init", "qa", "qa", "--from", &from], &[]).success();
+    let plan = stagecoach(&outside.path().join("qa"), &["plan", "integration-test"], &[]);
+    plan.success();
 }
 
 #[test]

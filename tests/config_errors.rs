@@ -213,3 +213,21 @@ fn a_missing_file_says_where_it_looked_and_what_to_do() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("nope.yaml: cannot read the pipeline file"), "{}", run.stderr);
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    // Latin-1 "é" in the QA repository's branch name, line 7.
+    let text = VALID_PIPELINE.replacen("    branch: main", "    branch: caf\u{e9}", 1);
+    let bytes = text.replace("caf\u{e9}", "caf\u{1}").into_bytes();
+    let bytes: Vec<u8> = bytes.into_iter().map(|b| if b == 1 { 0xe9 } else { b }).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/stagecoach.yaml"), bytes).unwrap();
+    let run = stagecoach(dir.path(), &["plan"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pipelines/stagecoach.yaml:7:16: byte 0xe9 is not UTF-8; save the file as UTF-8 text"),
+        "{}",
+        run.stderr
+    );
+}

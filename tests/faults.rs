@@ -160,3 +160,113 @@ fn a_full_disk_under_the_work_dir_fails_cleanly() {
     let left = std::fs::read_to_string(dir.path().join("left")).unwrap();
     assert!(left.trim().is_empty(), "left in TMPDIR: {left}");
 }
+
+/// Every command that works in a temporary directory removes it when SIGINT or SIGTERM ends
+/// it, whether it is waiting on a silent server or on a push the server holds.
+#[test]
+fn a_signal_in_any_stage_of_promote_or_release_leaves_no_temporary_directory() {
+    let Some(server) = GitServer::start("ci", TOKEN) else { return };
+    let hold = "#!/bin/sh\ntouch \"$GIT_DIR/arrived\"\nsleep 5\n";
+    // (command, the repository's URL: silent or holding the push, signal, exit code)
+    let mut rows = Vec::new();
+    for (index, (command, holding, signal, code)) in [
+        ("promote", false, "TERM", 143),
+        ("promote", true, "TERM", 143),
+        ("promote", true, "INT", 130),
+        ("release", false, "TERM", 143),
+        ("release", true, "INT", 130),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("signal{index}");
+        let url = if holding {
+            let url = server.create_repo(&name, &[("values.yaml", "image:\n  tag: old\n"), ("README.md", "r\n")]);
+            let hook = server.bare(&name).join("hooks/pre-receive");
+            std::fs::write(&hook, hold).unwrap();
+            std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            url
+        } else {
+            format!("http://127.0.0.1:{}/{name}.git", silent_port())
+        };
+        rows.push((command, holding, signal, code, name, url));
+    }
+    for (command, holding, signal, code, name, url) in rows {
+        let row = format!("{command} {} on SIGINT/SIG{signal}", if holding { "pushing" } else { "fetching" });
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let (cwd, args): (std::path::PathBuf, Vec<String>) =
+            match command {
+                "promote" => {
+                    let pipeline = crate::support::VALID_PIPELINE
+                        .replacen("https://git.example/qa.git", &url, 1)
+                        .replacen("    token_env: GITHUB_TOKEN", "    username: ci\n    token_env: GITHUB_TOKEN", 1);
+                    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+                    std::fs::write(dir.path().join("pipelines/stagecoach.yaml"), pipeline).unwrap();
+                    let args = ["promote", "--repo", "qa", "--file", "values.yaml", "--set", "image.tag=new"];
+                    (dir.path().to_path_buf(), args.iter().map(|s| s.to_string()).collect())
+                }
+                _ => {
+                    let qa = crate::release::qa_checkout(dir.path(), &url, None);
+                    (qa, ["--no-progress", "release", "--untested"].iter().map(|s| s.to_string()).collect())
+                }
+            };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = crate::support::command(&cwd, &args, &[("GITHUB_TOKEN", TOKEN)])
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let arrived = server.bare(&name).join("arrived");
+        loop {
+            let there = if holding { arrived.exists() } else { std::fs::read_dir(&tmp).unwrap().next().is_some() };
+            if there {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "{row}: ended before the signal");
+            assert!(Instant::now() < deadline, "{row}: never got there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !holding {
+            std::thread::sleep(Duration::from_millis(300)); // into the fetch
+        }
+        let sent = Instant::now();
+        assert!(
+            Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap().success()
+        );
+        let out = child.wait_with_output().unwrap();
+        let run = Run::from(out);
+        assert_eq!(run.code, code, "{row}: {}", run.stderr);
+        assert!(sent.elapsed() < Duration::from_secs(4), "{row}: took {:?} after the signal", sent.elapsed());
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{row}: left in TMPDIR: {left:?}");
+    }
+}
+
+/// The network timeout counts from the start of a connection attempt: a server slow to take
+/// the connection and then silent is given up when the timeout runs out, not a timeout later.
+#[test]
+fn a_server_slow_to_connect_and_then_silent_is_given_up_within_the_timeout() {
+    // A listen backlog of 0 that a first connection fills: the kernel drops the next SYN until
+    // that one is accepted (1.5 s on), and TCP tries again after 1 s and 3 s.
+    let script = "import socket, time\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)\n\
+        port = s.getsockname()[1]\nfiller = socket.create_connection(('127.0.0.1', port))\nprint(port, flush=True)\n\
+        time.sleep(1.5)\nheld = [s.accept()[0]]\nwhile True:\n    held.append(s.accept()[0])\n";
+    let mut server = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    let url = format!("http://127.0.0.1:{}/qa.git", line.trim());
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let args = ["--network-timeout", "5s", "promote", "--repo", &url, "--file", "values.yaml", "--set", "a=b"];
+    let run = crate::support::stagecoach(dir.path(), &args, &[]);
+    let took = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("timed out after 5s"), "{}", run.stderr);
+    assert!(took < Duration::from_millis(5800), "gave up after {took:?}, the timeout is 5 s");
+}

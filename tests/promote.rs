@@ -142,6 +142,7 @@ fn the_token_is_written_to_no_file_of_the_clone() {
         url: url.clone(),
         branch: "main".into(),
         auth: stagecoach::tools::git::Auth::UserPass { username: "ci".into(), password: CANARY.into() },
+        origin: String::new(),
     };
     let edits = [stagecoach::branch_update::Edit::new("values.yaml", vec![("image.tag".into(), "v1".into())])];
     let git2 = stagecoach::tools::git::Git2::new(secrets);
@@ -259,6 +260,7 @@ fn an_exact_commit_is_checked_out_also_shallow_and_also_where_the_server_refuses
         url,
         branch: "main".into(),
         auth: stagecoach::tools::git::Auth::UserPass { username: "ci".into(), password: CANARY.into() },
+        origin: String::new(),
     };
     for allow_by_hash in ["true", "false"] {
         git(&bare, &["config", "uploadpack.allowReachableSHA1InWant", allow_by_hash]);
@@ -316,4 +318,108 @@ fn what_the_server_does_with_a_push_is_what_stagecoach_reports() {
         assert_eq!(git(&bare, &["rev-list", "--count", "main"]), commits, "{name}");
         assert!(format!("{}{}", run.stdout, run.stderr).contains(want), "{name}: {}{}", run.stdout, run.stderr);
     }
+}
+
+#[test]
+fn a_local_repository_that_is_not_there_is_named_with_the_key_or_flag_that_gave_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = |name: &str| dir.path().join(format!("no-such-{name}.git")).display().to_string();
+    let text = crate::support::VALID_PIPELINE
+        .replacen("https://git.example/dev.git", &missing("dev"), 1)
+        .replacen("https://git.example/qa.git", &missing("qa"), 1)
+        .replacen("https://git.example/release.git", &missing("release"), 1)
+        .replace("    credentials: git\n", "");
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/stagecoach.yaml"), text).unwrap();
+    // (--repo, the repository missing, where its URL came from)
+    let cases = [
+        ("dev", missing("dev"), "repositories.dev.url, from --repo dev".to_string()),
+        ("qa", missing("qa"), "repositories.qa.url, from --repo qa".to_string()),
+        ("release", missing("release"), "repositories.release.url, from --repo release".to_string()),
+        ("elsewhere", missing("elsewhere"), "--repo".to_string()),
+    ];
+    for (repo, path, origin) in cases {
+        let repo = if repo == "elsewhere" { path.clone() } else { repo.to_string() };
+        let run = stagecoach(dir.path(), &["promote", "--repo", &repo, "--file", "values.yaml", "--set", "a=b"], &[]);
+        let want = format!("no git repository at {path} ({origin})");
+        assert!(run.code != 0 && run.stderr.contains(&want), "--repo {repo}: want {want:?}\n{}", run.stderr);
+        assert!(!run.stderr.contains("unsupported URL protocol"), "{}", run.stderr);
+    }
+    // The flows say it too: a release into a RELEASE repository that is not there.
+    let qa = crate::release::qa_checkout(dir.path(), missing("release"), None);
+    let run = stagecoach(&qa, &["--no-progress", "release", "--untested"], &[]);
+    assert!(
+        run.stderr.contains(&format!("no git repository at {} (repositories.release.url)", missing("release"))),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_output_path_that_cannot_be_written_stops_the_command_before_anything_is_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let qa = dir.path().join("qa.git");
+    seed_bare_repo(&qa, &[("values.yaml", VALUES)]);
+    let release = dir.path().join("release.git");
+    seed_bare_repo(&release, &[("README.md", "charts\n")]);
+    let checkout = crate::release::qa_checkout(dir.path(), &release, None);
+    let missing = dir.path().join("no-such-dir/record.json").display().to_string();
+    let directory = dir.path().display().to_string();
+    let qa_url = qa.display().to_string();
+    let promote = ["promote", "--repo", qa_url.as_str(), "--file", "values.yaml", "--set", "image.tag=new"];
+    // (case, where it runs, its arguments, its environment, what the error says)
+    let cases: [(&str, &Path, Vec<&str>, Vec<(&str, &str)>, String); 5] = [
+        (
+            "promote --report in a missing directory",
+            dir.path(),
+            [&["--report", &missing][..], &promote].concat(),
+            vec![],
+            format!(
+                "--report {missing}: directory {} does not exist; nothing was run",
+                dir.path().join("no-such-dir").display()
+            ),
+        ),
+        (
+            "promote --report naming a directory",
+            dir.path(),
+            [&["--report", &directory][..], &promote].concat(),
+            vec![],
+            format!("--report {directory}: a directory, not a file"),
+        ),
+        (
+            "release --report in a missing directory",
+            &checkout,
+            vec!["--report", &missing, "release", "--untested"],
+            vec![],
+            format!("--report {missing}: directory"),
+        ),
+        (
+            "release --junit in a missing directory",
+            &checkout,
+            vec!["--junit", &missing, "release", "--untested"],
+            vec![],
+            format!("--junit {missing}: directory"),
+        ),
+        (
+            "release with GitHub's step summary in a missing directory",
+            &checkout,
+            vec!["release", "--untested"],
+            vec![
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_SHA", crate::release::APP),
+                ("GITHUB_REF", "refs/heads/main"),
+                ("GITHUB_STEP_SUMMARY", &missing),
+            ],
+            format!("GITHUB_STEP_SUMMARY {missing}: directory"),
+        ),
+    ];
+    for (case, cwd, args, env, want) in cases {
+        let run = stagecoach(cwd, &args, &env);
+        assert_eq!(run.code, 2, "{case}: {}", run.stderr);
+        assert!(run.stderr.contains(&want), "{case}: want {want:?}\n{}", run.stderr);
+        assert_eq!(git(&qa, &["rev-list", "--count", "main"]), "1", "{case}: QA was pushed to");
+        assert_eq!(git(&release, &["rev-list", "--count", "main"]), "1", "{case}: RELEASE was pushed to");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!leftovers.iter().any(|n| n.to_string_lossy().starts_with(".stagecoach-check-")), "{leftovers:?}");
 }

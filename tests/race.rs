@@ -225,3 +225,63 @@ fn of_an_older_and_a_newer_build_the_newer_ends_in_qa_in_every_order() {
         }
     }
 }
+
+/// Issue seen once in eight runs of an acceptance flow: a release tag put on a commit whose
+/// build had been refused for a CI tag that is not a version (after a dev build of the same
+/// commit) exited 0 with QA still at the dev version. Nothing in that sequence depends on
+/// timing: the tag comes from the checkout's tags or the CI's variables, both read once before
+/// the build; QA holding the same commit is not "newer". Run many times, both ways a tag
+/// reaches stagecoach, it promotes the release every time. (QA does stay at a dev version, by
+/// design, when the tag is on an older commit than the one QA holds.)
+#[test]
+fn a_release_tag_after_a_refused_ci_tag_on_the_same_commit_is_promoted_every_time() {
+    if !docker_available() {
+        return;
+    }
+    let Some(registry) = Registry::start(None) else { return };
+    let binary = operator_binary();
+    for round in 0..12 {
+        for github in [false, true] {
+            let name = format!("tagrace{round}{}", if github { "gh" } else { "local" });
+            let dev = crate::image::dev_repo(&format!("{}/{name}", registry.host), false);
+            let d = dev.dir.path();
+            std::fs::copy(&binary, d.join("target/image/operator")).unwrap();
+            let head = git(d, &["rev-parse", "HEAD"]);
+            let env = |tag: Option<&str>| -> Vec<(String, String)> {
+                match (github, tag) {
+                    (false, _) => vec![],
+                    (true, tag) => vec![
+                        ("GITHUB_ACTIONS".into(), "true".into()),
+                        ("GITHUB_SHA".into(), head.clone()),
+                        ("GITHUB_REF".into(), tag.map_or("refs/heads/main".into(), |t| format!("refs/tags/{t}"))),
+                    ],
+                }
+            };
+            let build = |tag: Option<&str>| {
+                if let (Some(tag), false) = (tag, github) {
+                    git(d, &["tag", tag]);
+                }
+                let env = env(tag);
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                crate::support::stagecoach(d, &["--no-progress", "build-and-deploy"], &env)
+            };
+            build(None).success();
+            let refused = build(Some("nightly-1"));
+            assert_eq!(refused.code, 2, "{name}: {}", refused.stderr);
+            assert!(refused.stderr.contains("tag `nightly-1` is not a release version"), "{name}: {}", refused.stderr);
+            let release = build(Some("v0.3.0"));
+            release.success();
+            let read = |file: &str| -> serde_json::Value {
+                serde_saphyr::from_str(&git(&dev.qa, &["show", &format!("main:{file}")])).unwrap()
+            };
+            let (chart, values) = (read("Chart.yaml"), read("values.yaml"));
+            assert_eq!(
+                (&chart["version"], &chart["appVersion"]),
+                (&"0.3.0".into(), &head.as_str().into()),
+                "{name}: {}",
+                release.stderr
+            );
+            assert_eq!(values["image"]["tag"], "v0.3.0", "{name}");
+        }
+    }
+}

@@ -410,3 +410,113 @@ fn a_failed_install_leaves_the_diagnostics_the_real_kubectl_gathered_from_the_ap
     assert!(networks.contains("kind: List"), "{networks}");
     assert!(Path::new(bundle).join("release-default-bitcoin-operator-stuck.log").is_file());
 }
+
+/// The names in a .tgz, without the chart's directory.
+fn packed(tgz: &Path) -> Vec<String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(tgz).unwrap()));
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().split_once('/').unwrap().1.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn helm4_and_stagecoach_pack_the_same_files_but_the_charts_own_earlier_packages() {
+    let Some(helm) = Helm::new(4) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart");
+    copy_dir(&Path::new(WORKSPACE).join("chart-template"), &chart);
+    // Files Helm packs that look like what stagecoach writes, and names .helmignore escapes.
+    for file in ["fixture.tgz", "other-chart-1.0.0.tgz", "!bang.txt", "#hash.txt", "keep.txt"] {
+        std::fs::write(chart.join(file), file).unwrap();
+    }
+    let earlier = ["bitcoin-operator-0.0.9.tgz", "bitcoin-operator-0.0.9.tgz.prov"];
+    for file in earlier {
+        std::fs::write(chart.join(file), file).unwrap();
+    }
+    let mut ignore = std::fs::read_to_string(chart.join(".helmignore")).unwrap();
+    ignore.push_str("\\!bang.txt\n\\#hash.txt\n");
+    std::fs::write(chart.join(".helmignore"), ignore).unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    std::fs::create_dir_all(&theirs).unwrap();
+    stagecoach(dir.path(), &["chart", "package", chart.to_str().unwrap(), "--out", ours.to_str().unwrap()], &[])
+        .success();
+    helm.ok(&["package", chart.to_str().unwrap(), "-d", theirs.to_str().unwrap()]);
+    let name = "bitcoin-operator-0.1.0.tgz";
+    let (ours, theirs) = (packed(&ours.join(name)), packed(&theirs.join(name)));
+    let helms_without_earlier: Vec<String> =
+        theirs.iter().filter(|f| !earlier.contains(&f.as_str())).cloned().collect();
+    assert_eq!(ours, helms_without_earlier);
+    for file in ["fixture.tgz", "other-chart-1.0.0.tgz", "keep.txt"] {
+        assert!(ours.iter().any(|f| f == file), "{file} not packed: {ours:?}");
+    }
+    for file in ["!bang.txt", "#hash.txt"] {
+        assert!(!ours.iter().any(|f| f == file), "{file} packed: {ours:?}");
+    }
+    assert!(earlier.iter().all(|f| theirs.iter().any(|t| t == f)), "Helm packs them: {theirs:?}");
+}
+
+/// A Chart.yaml with every field Helm reads.
+const EVERY_FIELD: &str = r#"apiVersion: v2
+name: every-field
+version: 1.2.3
+kubeVersion: ">=1.30.0-0"
+description: A chart using every Chart.yaml field
+type: application
+keywords: [bitcoin, operator]
+home: https://stagecoach.example
+sources: [https://git.example/dev.git]
+dependencies:
+  - name: dep
+    version: 1.0.0
+    repository: https://charts.example
+    condition: dep.enabled
+    tags: [backend, db]
+    enabled: true
+    import-values:
+      - data
+      - child: exports.settings
+        parent: settings
+    alias: database
+  - name: plain
+    version: 2.0.0
+maintainers:
+  - name: Ops
+    email: ops@stagecoach.example
+    url: https://stagecoach.example/ops
+icon: https://stagecoach.example/icon.png
+appVersion: "64ed033a1b2c3d4e5f60718293a4b5c6d7e8f901"
+deprecated: true
+annotations:
+  example.com/owner: ops
+  category: Blockchain
+"#;
+
+#[test]
+fn stagecoach_chart_index_writes_the_entry_helm4_repo_index_writes_for_every_chart_yaml_field() {
+    let Some(helm) = Helm::new(4) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("every-field");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), EVERY_FIELD).unwrap();
+    std::fs::write(chart.join("values.yaml"), "{}\n").unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    stagecoach(dir.path(), &["chart", "package", chart.to_str().unwrap(), "--out", ours.to_str().unwrap()], &[])
+        .success();
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::copy(ours.join("every-field-1.2.3.tgz"), theirs.join("every-field-1.2.3.tgz")).unwrap();
+    let url = "https://charts.example/repo";
+    stagecoach(dir.path(), &["chart", "index", "--repo", ours.to_str().unwrap(), "--url", url], &[]).success();
+    helm.ok(&["repo", "index", theirs.to_str().unwrap(), "--url", url]);
+    let entry = |repo: &Path| -> Value {
+        let index: Value = serde_saphyr::from_str(&std::fs::read_to_string(repo.join("index.yaml")).unwrap()).unwrap();
+        let mut entry = index["entries"]["every-field"][0].clone();
+        entry.as_object_mut().unwrap().remove("created");
+        entry
+    };
+    assert_eq!(entry(&ours), entry(&theirs));
+    assert_eq!(entry(&ours)["dependencies"][0]["import-values"][1]["parent"], "settings");
+}
