@@ -32,10 +32,16 @@ pub enum IndexError {
     )]
     Json,
     #[error(
-        "{name} {version} is already published (as {published_version}) with digest {published}, and this \
-         package's digest is {new}; a published chart is never replaced: bump the version"
+        "{name} {version} is already published{} with digest {published}, and this package's digest is {new}; \
+         a published chart is never replaced: bump the version",
+        spelled(.version, .published_version)
     )]
     Conflict { name: String, version: String, published_version: String, published: String, new: String },
+}
+
+/// How the index spells a version published under another spelling (` as v1.0.0`), if it does.
+fn spelled(version: &str, published: &str) -> String {
+    if version == published { String::new() } else { format!(" as {published}") }
 }
 
 /// What a merge did.

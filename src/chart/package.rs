@@ -70,7 +70,11 @@ pub fn package(dir: &Path, options: &Options) -> Result<Package, PackageError> {
     }
     let mut chart_bytes = std::fs::read(&chart_yaml).map_err(io(&chart_yaml))?;
     let meta_error = |error| PackageError::Meta { error, dir: dir.to_path_buf() };
-    let original_name = Metadata::parse(&chart_bytes).map_err(meta_error)?.name;
+    // Read, not checked: a rename may be what makes the chart valid.
+    let original_name = std::str::from_utf8(&chart_bytes)
+        .ok()
+        .and_then(|text| super::yaml::get(text, &[super::yaml::Seg::Key("name".into())]).ok().flatten())
+        .unwrap_or_default();
     if let Some(name) = &options.rename {
         chart_bytes = edit::set_all(&chart_bytes, &[("name".into(), name.clone())], false)
             .map_err(|error| PackageError::Rename { error, file: chart_yaml.clone() })?;
