@@ -13,6 +13,8 @@
 mod git_server;
 #[path = "../tests/registry.rs"]
 mod registry;
+#[path = "../tests/ci_cache.rs"]
+mod ci_cache;
 #[path = "../tests/support.rs"]
 mod support;
 

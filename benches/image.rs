@@ -9,6 +9,8 @@
 
 #[path = "../tests/registry.rs"]
 mod registry;
+#[path = "../tests/ci_cache.rs"]
+mod ci_cache;
 #[path = "../tests/support.rs"]
 mod support;
 

@@ -10,6 +10,8 @@
 
 #[path = "../tests/git_server.rs"]
 mod git_server;
+#[path = "../tests/ci_cache.rs"]
+mod ci_cache;
 #[path = "../tests/support.rs"]
 mod support;
 

@@ -17,7 +17,7 @@ struct Helm {
 impl Helm {
     fn find() -> Option<Self> {
         let lib = std::env::var_os("STAGECOACH_HELM_LIB").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(WORKSPACE).join("target/tools/helm-sdkpy/helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so")
+            crate::ci_cache::find("helm-sdkpy-", "helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so").unwrap_or_default()
         });
         if !lib.is_file() {
             missing_component("the Helm library", &format!("{} not found; .ci/run downloads it", lib.display()));

@@ -13,7 +13,7 @@ use crate::support::{git, missing_component, stagecoach};
 fn schema() -> Option<PathBuf> {
     let xsd = std::env::var_os("STAGECOACH_JUNIT_XSD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/junit-10.xsd"));
+        .unwrap_or_else(|| crate::ci_cache::find("pytest-", "").unwrap_or_default());
     let xmllint = Command::new("xmllint").arg("--version").output().is_ok_and(|o| o.status.success());
     if !xsd.is_file() || !xmllint {
         missing_component("the JUnit schema and xmllint", ".ci/run fetches junit-10.xsd and installs libxml2-utils");

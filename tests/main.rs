@@ -3,6 +3,7 @@
 mod build_detection;
 mod chart_commands;
 mod chart_push;
+mod ci_cache;
 mod ci_configs;
 mod commands;
 mod config_errors;

@@ -154,7 +154,7 @@ pub fn missing_component(what: &str, how: &str) {
 pub fn helm_engine() -> Option<std::path::PathBuf> {
     let python = std::env::var_os("STAGECOACH_HELM_PYTHON")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/helm-venv/bin/python"));
+        .unwrap_or_else(|| crate::ci_cache::find("helm-python-sdk-", "bin/python").unwrap_or_default());
     let works = Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
     if !works {
         missing_component(

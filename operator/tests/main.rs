@@ -4,6 +4,8 @@
 //! control plane (etcd and kube-apiserver) with the chart's own RBAC.
 
 mod binary;
+#[path = "../../tests/ci_cache.rs"]
+mod ci_cache;
 #[path = "../../tests/control_plane.rs"]
 mod control_plane;
 mod crd;

@@ -24,7 +24,7 @@ fn missing(what: &str, how: &str) {
 pub fn helm_engine() -> Option<PathBuf> {
     let python = std::env::var_os("STAGECOACH_HELM_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/tools/helm-venv/bin/python"));
+        .unwrap_or_else(|| crate::ci_cache::find("helm-python-sdk-", "bin/python").unwrap_or_default());
     let works = Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
     if !works {
         missing("the Helm engine (PyPI helm-python-sdk)", &format!("{} cannot import helm_python", python.display()));
@@ -38,7 +38,7 @@ pub fn helm_engine() -> Option<PathBuf> {
 pub fn k8s_checks() -> Option<PathBuf> {
     let bin = std::env::var_os("STAGECOACH_K8S_CHECKS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/tools/k8s-checks-venv/bin"));
+        .unwrap_or_else(|| crate::ci_cache::find("kubernetes-validate-", "bin").unwrap_or_default());
     let works = ["kubernetes-validate", "checkov"]
         .iter()
         .all(|tool| Command::new(bin.join(tool)).arg("--version").output().is_ok_and(|o| o.status.success()));
