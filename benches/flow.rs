@@ -9,12 +9,12 @@
 
 #![allow(dead_code)]
 
+#[path = "../tests/ci_cache.rs"]
+mod ci_cache;
 #[path = "../tests/git_server.rs"]
 mod git_server;
 #[path = "../tests/registry.rs"]
 mod registry;
-#[path = "../tests/ci_cache.rs"]
-mod ci_cache;
 #[path = "../tests/support.rs"]
 mod support;
 

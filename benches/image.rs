@@ -7,10 +7,10 @@
 
 #![allow(dead_code)]
 
-#[path = "../tests/registry.rs"]
-mod registry;
 #[path = "../tests/ci_cache.rs"]
 mod ci_cache;
+#[path = "../tests/registry.rs"]
+mod registry;
 #[path = "../tests/support.rs"]
 mod support;
 

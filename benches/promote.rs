@@ -8,10 +8,10 @@
 
 #![allow(dead_code)]
 
-#[path = "../tests/git_server.rs"]
-mod git_server;
 #[path = "../tests/ci_cache.rs"]
 mod ci_cache;
+#[path = "../tests/git_server.rs"]
+mod git_server;
 #[path = "../tests/support.rs"]
 mod support;
 
