@@ -184,9 +184,15 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
             }
         }
     });
-    // A blocking task a signal left running (a clone from a silent server) is not waited for:
-    // it ends with the process, and its temporary directory is removed on the way out.
-    runtime.shutdown_background();
+    match result {
+        // A blocking task a signal left running (a clone from a silent server) is not waited
+        // for: it ends with the process, and its temporary directory is removed on the way out.
+        Err(AppError::Interrupted { .. }) => runtime.shutdown_background(),
+        // Otherwise a task a failed stage left running (a parallel clone) still writes into the
+        // temporary directory: it is waited for (bounded by the network timeout), so removing
+        // the directory on the way out does not race with it.
+        _ => drop(runtime),
+    }
     result
 }
 
