@@ -12,6 +12,7 @@ pub mod chart;
 pub mod ci;
 pub mod cli;
 pub mod config;
+pub mod cosign;
 pub mod credentials;
 pub mod files;
 pub mod pipeline;

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["stages"],
     &["ci", "credentials", "branch_update"],
     &["tools"],
-    &["chart", "process", "runner"],
+    &["chart", "cosign", "process", "runner"],
     &["config", "secrets", "version", "record", "build_context"],
     &["files"],
 ];

@@ -207,6 +207,76 @@ impl Oci {
     }
 }
 
+/// A layer cosign keeps beside an image (a signature, an attestation): bytes, media type and
+/// annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Oci {
+    /// Adds `layer` to the manifest `repository:tag` (a `sha256-….sig` or `.att` tag), keeping
+    /// the layers already there as cosign does; the same layer twice is kept once. Returns the
+    /// manifest's digest.
+    pub async fn attach(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: Attached,
+        auth: &RegistryAuth,
+    ) -> Result<String, OciError> {
+        let reference = format!("{repository}:{tag}");
+        let mut layers = self.attached(repository, tag, auth).await?;
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+        let layers: Vec<ImageLayer> = layers
+            .into_iter()
+            .map(|l| ImageLayer::new(l.bytes, l.media_type, Some(l.annotations).filter(|a| !a.is_empty())))
+            .collect();
+        // The config go-containerregistry writes for such an image: empty but for the layers.
+        let diff_ids: Vec<String> =
+            layers.iter().map(|l| format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&l.data))).collect();
+        let config = serde_json::json!({
+            "architecture": "", "os": "", "config": {},
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        let config = Config::new(
+            serde_json::to_vec(&config).unwrap_or_default(),
+            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+            None,
+        );
+        let mut manifest = OciImageManifest::build(&layers, &config, None);
+        manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
+        self.push(&reference, (manifest, config, layers), auth).await
+    }
+
+    /// The layers of `repository:tag`, none when there is no such tag.
+    pub async fn attached(&self, repository: &str, tag: &str, auth: &RegistryAuth) -> Result<Vec<Attached>, OciError> {
+        let reference = format!("{repository}:{tag}");
+        if self.manifest_digest(&reference, auth).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let accepted = vec![crate::cosign::SIMPLE_SIGNING_MEDIA_TYPE, crate::cosign::DSSE_MEDIA_TYPE];
+        let image = self
+            .client
+            .pull(&parse(&reference)?, auth, accepted)
+            .await
+            .map_err(|e| registry_error(&reference, "reading the signatures", &e))?;
+        Ok(image
+            .layers
+            .into_iter()
+            .map(|l| Attached {
+                media_type: l.media_type,
+                bytes: l.data.to_vec(),
+                annotations: l.annotations.unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
 fn parse(reference: &str) -> Result<Reference, OciError> {
     reference.parse().map_err(|e: oci_client::ParseError| OciError::Registry {
         reference: reference.into(),
