@@ -67,6 +67,10 @@ impl ProcessError {
     }
 }
 
+/// The keys stagecoach signs with, and what opens them.
+pub const KEY_VARIABLES: [&str; 4] =
+    ["STAGECOACH_SIGNING_KEY", "STAGECOACH_SIGNING_PASSPHRASE", "STAGECOACH_COSIGN_KEY", "STAGECOACH_COSIGN_PASSWORD"];
+
 /// A command line to run; built with the methods below, run by [`Spawner`].
 #[derive(Clone, Debug)]
 pub struct Cmd {
@@ -229,7 +233,8 @@ impl Spawner {
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
         }
-        for key in &cmd.env_removed {
+        // The signing keys and what opens them are stagecoach's own: no program it starts sees them.
+        for key in cmd.env_removed.iter().map(String::as_str).chain(KEY_VARIABLES) {
             command.env_remove(key);
         }
         for (key, value) in &cmd.env {

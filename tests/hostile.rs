@@ -8,11 +8,21 @@ fn commands_see_only_the_credential_variables_they_list() {
     if !docker_available() {
         return;
     }
-    let show = "run: echo \"token=${GITHUB_TOKEN:-unset} password=${DOCKER_PASSWORD:-unset} home=${HOME:+set}\"";
-    let env = [("GITHUB_TOKEN", "canary-token-1"), ("DOCKER_PASSWORD", "canary-password-2")];
+    let show = "run: echo \"token=${GITHUB_TOKEN:-unset} password=${DOCKER_PASSWORD:-unset} \
+                cosign=${STAGECOACH_COSIGN_PASSWORD:-unset} gpg=${STAGECOACH_SIGNING_PASSPHRASE:-unset} home=${HOME:+set}\"";
+    let env = [
+        ("GITHUB_TOKEN", "canary-token-1"),
+        ("DOCKER_PASSWORD", "canary-password-2"),
+        ("STAGECOACH_COSIGN_PASSWORD", "canary-cosign-3"),
+        ("STAGECOACH_SIGNING_PASSPHRASE", "canary-gpg-4"),
+    ];
     let cases = [
-        ("nothing listed", "", "token=unset password=unset home=set"),
-        ("one listed", "\n    env_passthrough: [DOCKER_PASSWORD]", "token=unset password=*** home=set"),
+        ("nothing listed", "", "token=unset password=unset cosign=unset gpg=unset home=set"),
+        (
+            "one listed",
+            "\n    env_passthrough: [DOCKER_PASSWORD]",
+            "token=unset password=*** cosign=unset gpg=unset home=set",
+        ),
     ];
     for (name, passthrough, want) in cases {
         let pipeline = VALID_PIPELINE.replace("run: cargo build", &format!("{show}{passthrough}"));
