@@ -77,9 +77,13 @@ enum Verb {
         commit hash (or the git tag on a tagged build), pushes it, then clones the QA repository, sets the image in \
         values.yaml and version/appVersion in Chart.yaml, commits and pushes, and then pushes :latest. Only builds of \
         repositories.dev.branch and release tags push and promote (--promote: any build); QA never takes an older \
-        commit than the one it holds.\n\n\
+        commit than the one it holds. With STAGECOACH_COSIGN_KEY set, the pushed image is signed and its SLSA \
+        provenance attested as cosign does with that key (`cosign verify --key` checks them); a key the password \
+        does not open stops the run before anything is built.\n\n\
         Changes: the image registry and the QA repository (nothing remote with --dry-run).\n\
-        Reads: the CI variables (TRAVIS_*, GITHUB_*, CI_COMMIT_*) and the credential variables of the pipeline file.")]
+        Reads: the CI variables (TRAVIS_*, GITHUB_*, CI_COMMIT_*), the credential variables of the pipeline file, \
+        STAGECOACH_COSIGN_KEY (a key `cosign generate-key-pair` wrote, or its path) and \
+        STAGECOACH_COSIGN_PASSWORD.")]
     BuildAndDeploy {
         /// Build the image but push it nowhere (local runs without a registry; QA then uses the local image)
         #[arg(long)]

@@ -141,6 +141,26 @@ pub fn signing_key(
         .map_err(|e| CredentialError(format!("STAGECOACH_SIGNING_KEY: {e}")))
 }
 
+/// The cosign key images are signed with: STAGECOACH_COSIGN_KEY (the key `cosign
+/// generate-key-pair` wrote, or the path of that file) opened with STAGECOACH_COSIGN_PASSWORD;
+/// none when the variable is unset. Both are masked from here on.
+pub fn cosign_key(env: Env<'_>, secrets: &mut Secrets) -> Result<Option<crate::cosign::CosignKey>, CredentialError> {
+    let Some(value) = env("STAGECOACH_COSIGN_KEY").filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+    let password = env("STAGECOACH_COSIGN_PASSWORD").unwrap_or_default();
+    if !password.is_empty() {
+        secrets.add(password.clone());
+    }
+    let pem = if value.trim_start().starts_with("-----BEGIN") {
+        secrets.add(value.clone());
+        value.into_bytes()
+    } else {
+        std::fs::read(&value).map_err(|e| CredentialError(format!("STAGECOACH_COSIGN_KEY: reading {value}: {e}")))?
+    };
+    crate::cosign::CosignKey::from_pem(&pem, password.as_bytes()).map(Some).map_err(|e| {
+        CredentialError(format!("STAGECOACH_COSIGN_KEY: {e}; its password is read from STAGECOACH_COSIGN_PASSWORD"))
+    })
+}
+
 /// Every secret the pipeline file names that is set, so that masking starts before any stage.
 pub fn known_secrets(config: &Config, env: Env<'_>) -> Secrets {
     let mut secrets = Secrets::new();

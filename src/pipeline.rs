@@ -13,7 +13,7 @@ use crate::runner::{Plan, Stage};
 use crate::secrets::Secrets;
 use crate::stages::cluster::{Cluster, ExistingCluster, KindCluster};
 use crate::stages::command::RunCommand;
-use crate::stages::image::{BuildImage, PushImage, PushLatest};
+use crate::stages::image::{BuildImage, PushImage, PushLatest, SignImage};
 use crate::stages::promote_to_qa::PromoteToQa;
 use crate::stages::qa::{
     CacheSave, ChartCheck, ClusterUp, DevCheckout, Diagnostics, HelmInstall, ImageLoad, ImagePrepare, IntegrationTests,
@@ -171,6 +171,8 @@ pub async fn build_and_deploy(
         crate::version::release_version(tag)?;
     }
     let registry_auth = settings.registry_auth(config, secrets)?;
+    // A key that does not open stops the run here, before anything is built or pushed.
+    let cosign_key = credentials::cosign_key(settings.env, secrets)?.map(Arc::new);
     let qa = &config.repositories.qa;
     let qa_auth = settings.repo_auth(config, qa, secrets)?;
     let images = settings.engine(secrets).await?;
@@ -189,7 +191,25 @@ pub async fn build_and_deploy(
         withheld: config.withheld_from(command),
         spawner: spawner.clone(),
     };
-    Ok(Plan::new()
+    let sign = cosign_key.map(|key| SignImage {
+        oci: crate::tools::oci::Oci::new(loopback_registry(&config.image.repository), settings.network_timeout),
+        repository: config.image.repository.clone(),
+        auth: crate::tools::oci::Oci::auth(registry_auth.as_ref()),
+        key,
+        build: crate::cosign::Build {
+            source: dev.url.clone(),
+            commit: build.commit.clone(),
+            commands: vec![
+                config.commands.build.run.clone(),
+                format!("docker build {}", config.image.context.display()),
+            ],
+            builder_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: settings.run_id.clone(),
+        },
+        dry_run: settings.dry_run,
+        facts: Arc::clone(&facts),
+    });
+    let plan = Plan::new()
         .then(command(StageName::Build, &config.commands.build))
         .then(command(StageName::UnitTests, &config.commands.unit_tests))
         .then(BuildImage {
@@ -210,7 +230,12 @@ pub async fn build_and_deploy(
             no_push: settings.no_push,
             held_back: held_back.clone(),
             facts: Arc::clone(&facts),
-        })
+        });
+    let plan = match sign {
+        Some(sign) => plan.then(sign),
+        None => plan,
+    };
+    Ok(plan
         .then(PromoteToQa {
             git: Git2::new(secrets.clone()),
             remote: Remote {
@@ -245,6 +270,17 @@ pub async fn build_and_deploy(
             dry_run: settings.dry_run,
             facts,
         }))
+}
+
+/// Whether an image repository's registry is on this machine: the Docker engine talks plain
+/// HTTP to those without being told (127.0.0.0/8, ::1, localhost), and so does signing.
+fn loopback_registry(repository: &str) -> bool {
+    let authority = repository.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How a release packages the chart; QA packages it the same way, so what it installs is

@@ -43,6 +43,7 @@ names! {
         UnitTests = "unit-tests",
         ImageBuild = "image-build",
         ImagePush = "image-push",
+        ImageSign = "image-sign",
         QaPromote = "qa-promote",
         ImageLatest = "image-latest",
         ChartCheck = "chart-check",
@@ -66,6 +67,9 @@ names! {
         ImageId = "image_id",
         Digest = "digest",
         Pushed = "pushed",
+        /// The manifests of the image's cosign signature (`sha256-….sig`) and attestation (`.att`).
+        Signature = "signature",
+        Attestation = "attestation",
         QaCommit = "qa_commit",
         Package = "package",
         ReleaseCommit = "release_commit",

@@ -8,6 +8,7 @@ mod ci_configs;
 mod commands;
 mod config_errors;
 mod control_plane;
+mod cosign;
 mod faults;
 mod flow;
 mod gates;

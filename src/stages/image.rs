@@ -238,3 +238,76 @@ impl<I: Images> Stage for PushLatest<I> {
         })
     }
 }
+
+/// Signs the pushed image as `cosign sign --key` does and attests its SLSA provenance as
+/// `cosign attest --type slsaprovenance1` does: both stored beside the image, under the
+/// `sha256-<hex>.sig` and `.att` tags of its repository.
+pub struct SignImage {
+    pub oci: crate::tools::oci::Oci,
+    pub repository: String,
+    pub auth: crate::tools::oci::RegistryAuth,
+    pub key: Arc<crate::cosign::CosignKey>,
+    pub build: crate::cosign::Build,
+    pub dry_run: bool,
+    pub facts: SharedFacts,
+}
+
+impl Stage for SignImage {
+    fn name(&self) -> StageName {
+        StageName::ImageSign
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let key = self.key.public_key().fingerprint();
+        vec![
+            format!("sign {}@<pushed digest> with cosign key {key} (tag sha256-<hex>.sig)", self.repository),
+            format!(
+                "attest its SLSA provenance v1 (source {} at {}, run {}) with that key (tag sha256-<hex>.att)",
+                self.build.source, self.build.commit, self.build.run_id
+            ),
+        ]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            use crate::cosign;
+            use crate::tools::oci::Attached;
+            let key = self.key.public_key().fingerprint();
+            if self.dry_run {
+                return Ok(Completion::Skipped(format!("dry run: would sign and attest with cosign key {key}")));
+            }
+            let Some(digest) = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone() else {
+                return Ok(Completion::Skipped("nothing was pushed: nothing to sign".into()));
+            };
+            let payload = cosign::simple_signing(&self.repository, &digest);
+            let signature = cosign::encode_signature(&self.key.sign(&payload));
+            let layer = Attached {
+                media_type: cosign::SIMPLE_SIGNING_MEDIA_TYPE.into(),
+                bytes: payload,
+                annotations: [(cosign::SIGNATURE_ANNOTATION.to_string(), signature)].into(),
+            };
+            let signature =
+                self.oci.attach(&self.repository, &cosign::tag_for(&digest, "sig"), layer, &self.auth).await?;
+            ctx.line(&format!("signed {}@{digest} with {key}: signature manifest {signature}", self.repository));
+
+            let statement = cosign::provenance_statement(&self.repository, &digest, &self.build);
+            let layer = Attached {
+                media_type: cosign::DSSE_MEDIA_TYPE.into(),
+                bytes: cosign::envelope(&statement, &self.key)?,
+                annotations: [
+                    (cosign::SIGNATURE_ANNOTATION.to_string(), String::new()),
+                    ("predicateType".to_string(), cosign::SLSA_PROVENANCE_V1.to_string()),
+                ]
+                .into(),
+            };
+            let attestation =
+                self.oci.attach(&self.repository, &cosign::tag_for(&digest, "att"), layer, &self.auth).await?;
+            ctx.line(&format!("attested its provenance (commit {}): manifest {attestation}", self.build.commit));
+            ctx.detail(Detail::Signature, &signature);
+            ctx.detail(Detail::Attestation, &attestation);
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).signed =
+                Some(super::Signed { signature, attestation });
+            Ok(Completion::Done)
+        })
+    }
+}

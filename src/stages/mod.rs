@@ -17,12 +17,21 @@ pub struct Facts {
     pub image_id: Option<String>,
     /// `sha256:…` of the pushed image's manifest.
     pub digest: Option<String>,
+    /// The manifest digests of that image's signature and attestation, when it was signed.
+    pub signed: Option<Signed>,
     /// The package QA checked and installs: a release in the same run publishes these bytes.
     pub package: Option<crate::chart::package::Package>,
     /// The chart the integration tests ran against.
     pub tested: Option<Tested>,
     /// QA holds this build now (promoted, or already there): only then does `:latest` move.
     pub promoted: bool,
+}
+
+/// Where the signature and the provenance attestation of the pushed image are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub signature: String,
+    pub attestation: String,
 }
 
 /// The dotted values.yaml keys of the image reference (`chart.image_*_key`).

@@ -163,7 +163,10 @@ impl Stage for PromoteToQa {
             if let Some(why) = &self.held_back {
                 return Ok(Completion::Skipped(format!("{why}: QA is not changed (--promote overrides)")));
             }
-            let pushed = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone();
+            let (pushed, signed) = {
+                let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+                (facts.digest.clone(), facts.signed.clone())
+            };
             // A dry run pushed nothing; its diff shows where the digest would go.
             let digest = match (&pushed, self.dry_run && self.pushes) {
                 (None, true) => Some(DRY_RUN_DIGEST.to_string()),
@@ -176,6 +179,12 @@ impl Stage for PromoteToQa {
             match &pushed {
                 Some(digest) => message.push_str(&format!("Image: {image}@{digest}\nImage-Digest: {digest}\n")),
                 None => message.push_str(&format!("Image: {image}\n")),
+            }
+            if let Some(signed) = &signed {
+                message.push_str(&format!(
+                    "Image-Signature: {}\nImage-Attestation: {}\n",
+                    signed.signature, signed.attestation
+                ));
             }
             message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
             let options = UpdateOptions {
