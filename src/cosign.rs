@@ -1,7 +1,7 @@
 //! Signatures and provenance attestations as cosign makes them with a key (`cosign sign --key`,
 //! `cosign attest --key --type slsaprovenance1`), so that `cosign verify` checks what stagecoach
 //! signed: keys in cosign's formats, the payloads and the DSSE envelope. Pure: the registry
-//! side is [`crate::tools::oci`]. Key-based only (no transparency log, no certificate): a
+//! side is the OCI adapter, `tools/oci.rs`. Key-based only (no transparency log, no certificate): a
 //! keyless signer would be another [`dsse::Signer`] beside [`CosignKey`].
 
 use base64::Engine as _;

@@ -44,6 +44,26 @@ fn key_pair(cosign: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cosign.key"), dir.join("cosign.pub"))
 }
 
+/// What each test starts from: cosign, a registry, a key pair cosign made.
+struct Setup {
+    cosign: PathBuf,
+    registry: Registry,
+    keys: tempfile::TempDir,
+    private: PathBuf,
+    public: PathBuf,
+}
+
+fn setup() -> Option<Setup> {
+    if !docker_available() {
+        return None;
+    }
+    let cosign = cosign()?;
+    let registry = Registry::start(None)?;
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(&cosign, keys.path());
+    Some(Setup { cosign, registry, keys, private, public })
+}
+
 fn verify(cosign: &Path, public: &Path, image: &str, dir: &Path) -> (bool, String, String) {
     let mut args = vec!["verify", "--key", public.to_str().unwrap()];
     args.extend(OFFLINE);
@@ -65,13 +85,7 @@ fn docker(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn a_signed_build_passes_cosign_verify_and_verify_attestation_and_fails_them_once_the_tag_is_pushed_again() {
-    if !docker_available() {
-        return;
-    }
-    let Some(cosign) = cosign() else { return };
-    let Some(registry) = Registry::start(None) else { return };
-    let keys = tempfile::tempdir().unwrap();
-    let (private, public) = key_pair(&cosign, keys.path());
+    let Some(Setup { cosign, registry, keys, private, public }) = setup() else { return };
     let repository = format!("{}/signed-operator", registry.host);
     let dev = dev_repo(&repository, false);
     let head = git(dev.dir.path(), &["rev-parse", "HEAD"]);
@@ -151,13 +165,7 @@ fn a_signed_build_passes_cosign_verify_and_verify_attestation_and_fails_them_onc
 
 #[test]
 fn a_key_that_does_not_open_stops_build_and_deploy_before_anything_is_built_or_pushed() {
-    if !docker_available() {
-        return;
-    }
-    let Some(cosign) = cosign() else { return };
-    let Some(registry) = Registry::start(None) else { return };
-    let keys = tempfile::tempdir().unwrap();
-    let (private, public) = key_pair(&cosign, keys.path());
+    let Some(Setup { registry, keys: _keys, private, public, .. }) = setup() else { return };
     let pem = std::fs::read_to_string(&private).unwrap();
     let repository = format!("{}/refused-operator", registry.host);
     let dev = dev_repo(&repository, false);
@@ -190,13 +198,7 @@ fn a_key_that_does_not_open_stops_build_and_deploy_before_anything_is_built_or_p
 
 #[test]
 fn what_cosign_signs_and_attests_passes_stagecoachs_verification_and_another_key_does_not() {
-    if !docker_available() {
-        return;
-    }
-    let Some(cosign) = cosign() else { return };
-    let Some(registry) = Registry::start(None) else { return };
-    let keys = tempfile::tempdir().unwrap();
-    let (private, public) = key_pair(&cosign, keys.path());
+    let Some(Setup { cosign, registry, keys, private, public }) = setup() else { return };
     let image_dir = tempfile::tempdir().unwrap();
     std::fs::write(image_dir.path().join("Dockerfile"), "FROM scratch\nCOPY x /x\n").unwrap();
     std::fs::write(image_dir.path().join("x"), "signed by cosign").unwrap();
