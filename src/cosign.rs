@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePublicKey as _};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 /// The media type of a signature layer: its bytes are the signed payload.
@@ -209,7 +209,7 @@ pub fn signed_digest(payload: &[u8]) -> Option<String> {
 }
 
 /// What a provenance says about the build of one image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Build {
     /// The DEV repository as the pipeline file names it, and the commit built.
     pub source: String,

@@ -192,7 +192,10 @@ pub async fn build_and_deploy(
         spawner: spawner.clone(),
     };
     let sign = cosign_key.map(|key| SignImage {
-        oci: crate::tools::oci::Oci::new(loopback_registry(&config.image.repository), settings.network_timeout),
+        oci: crate::tools::oci::Oci::new(
+            crate::tools::oci::on_this_machine(&config.image.repository),
+            settings.network_timeout,
+        ),
         repository: config.image.repository.clone(),
         auth: crate::tools::oci::Oci::auth(registry_auth.as_ref()),
         key,
@@ -270,17 +273,6 @@ pub async fn build_and_deploy(
             dry_run: settings.dry_run,
             facts,
         }))
-}
-
-/// Whether an image repository's registry is on this machine: the Docker engine talks plain
-/// HTTP to those without being told (127.0.0.0/8, ::1, localhost), and so does signing.
-fn loopback_registry(repository: &str) -> bool {
-    let authority = repository.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How a release packages the chart; QA packages it the same way, so what it installs is

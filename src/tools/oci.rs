@@ -68,6 +68,17 @@ pub fn host(repository: &str) -> &str {
     repository.trim_start_matches("oci://").split('/').next().unwrap_or_default()
 }
 
+/// Whether a repository's registry is on this machine (127.0.0.0/8, ::1, localhost): the Docker
+/// engine talks plain HTTP to those without being told, and so does signing an image there.
+pub fn on_this_machine(repository: &str) -> bool {
+    let authority = host(repository);
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The manifest `helm push` writes for `chart`: the metadata as the config, the package, then
 /// the provenance file. No creation time, so that the same chart is the same manifest.
 pub fn manifest(chart: &Chart<'_>) -> (OciImageManifest, Config, Vec<ImageLayer>) {
@@ -296,6 +307,22 @@ fn registry_error(reference: &str, what: &'static str, error: &oci_client::error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_this_machine_table() {
+        let cases = [
+            ("127.0.0.1:5000/op", true),
+            ("127.1.2.3/op", true),
+            ("localhost:5000/a/op", true),
+            ("[::1]:5000/op", true),
+            ("registry.example/op", false),
+            ("10.0.0.1:5000/op", false),
+            ("[2001:db8::1]:5000/op", false),
+        ];
+        for (repository, want) in cases {
+            assert_eq!(on_this_machine(repository), want, "{repository}");
+        }
+    }
 
     #[test]
     fn reference_table() {
