@@ -93,7 +93,8 @@ async fn plan_of(
 /// Runs a flow's stages: progress on stderr, the summary table, the run record.
 pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
     let FlowCommand { flow, global, outside, config, build, flags } = command;
-    // A report that cannot be written is known before anything is pushed.
+    // A report that cannot be written is known before anything is pushed. GitHub Actions shows
+    // the step summary on the run's page.
     let summary = (outside.env)("GITHUB_ACTIONS")
         .filter(|v| v == "true")
         .and_then(|_| (outside.env)("GITHUB_STEP_SUMMARY"))
@@ -148,18 +149,15 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
         if let Some(path) = &global.junit {
             crate::files::write_atomically(path, crate::report::junit(&report).as_bytes()).map_err(io(path))?;
         }
-        // GitHub Actions shows this file on the run's page.
-        if (outside.env)("GITHUB_ACTIONS").as_deref() == Some("true")
-            && let Some(path) = (outside.env)("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from)
-        {
+        if let Some(path) = &summary {
             use std::io::Write as _;
             let markdown = crate::report::markdown_summary(flow.command(), &record);
             std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
-                .open(&path)
+                .open(path)
                 .and_then(|mut file| file.write_all(markdown.as_bytes()))
-                .map_err(io(&path))?;
+                .map_err(io(path))?;
         }
         match record.outcome {
             RunOutcome::Passed => Ok(()),
