@@ -96,7 +96,9 @@ pub struct KindCluster {
     pub kubeconfig: PathBuf,
     /// Set once this run starts creating the cluster: only then is it ours to delete.
     pub created: AtomicBool,
-    /// Set when kind's Docker network was not there before this run: teardown removes it too.
+    /// Set when kind's Docker network was not there before this run and this run's node is on
+    /// it: teardown removes it too. A run whose kind made no node there (another run's kind
+    /// may be about to use the network it made) leaves it alone.
     pub network_created: AtomicBool,
 }
 
@@ -144,11 +146,13 @@ impl Cluster for KindCluster {
                 ctx.detail(Detail::NodeImageLoadedMs, started.elapsed().as_millis().to_string());
             }
         }
-        if !self.docker.network_exists(crate::tools::kind::NETWORK).await? {
-            self.network_created.store(true, Ordering::SeqCst);
-        }
+        let network = crate::tools::kind::NETWORK;
+        let network_was_there = self.docker.network_exists(network).await?;
         self.created.store(true, Ordering::SeqCst);
         self.kind.create(&self.create_cmd(), &|l| ctx.line(l), &|l| ctx.line(l)).await?;
+        if !network_was_there && self.docker.on_network(network, &format!("{}-control-plane", self.name)).await? {
+            self.network_created.store(true, Ordering::SeqCst);
+        }
         self.kubectl.wait_nodes_ready(&self.target(), &|l| ctx.line(l)).await?;
         Ok(Completion::Done)
     }

@@ -435,6 +435,17 @@ impl DockerEngine {
         }
     }
 
+    /// Whether container `container` is attached to network `name`.
+    pub async fn on_network(&self, name: &str, container: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(network) => Ok(network
+                .containers
+                .is_some_and(|attached| attached.values().any(|c| c.name.as_deref() == Some(container)))),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(DockerError::Engine { message: e.to_string() }),
+        }
+    }
+
     /// Removes network `name` unless a container is attached to it; whether it did.
     pub async fn remove_unused_network(&self, name: &str) -> Result<bool, DockerError> {
         let network = match self.docker.inspect_network(name, None).await {
