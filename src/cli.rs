@@ -97,7 +97,9 @@ enum Verb {
     #[command(long_about = "QA stage, run in a checkout of the QA repository. Brings up a kind cluster (node image \
         cached), loads the image named by values.yaml, installs the chart with Helm, checks out the DEV repository \
         at the chart's appVersion commit and runs its integration tests; on a release version continues with \
-        `release`. The cluster is deleted afterwards, also on failure and Ctrl-C.\n\n\
+        `release`. The cluster is deleted afterwards, also on failure and Ctrl-C. With image.verify_key (a cosign \
+        public key) in the pipeline file, nothing is deployed unless the image, by the digest in values.yaml, is \
+        signed by that key and its SLSA provenance names the chart's appVersion as the commit built.\n\n\
         Changes: a local kind cluster; the RELEASE repository for release versions.\n\
         Reads: KUBECONFIG (provider existing) and the credential variables of the pipeline file.")]
     IntegrationTest {

@@ -132,6 +132,9 @@ pub struct Image {
     pub dockerfile: PathBuf,
     pub context: PathBuf,
     pub credentials: Option<String>,
+    /// A cosign public key, inside the repository: QA deploys and RELEASE publishes only an
+    /// image signed by it, with a provenance naming the chart's appVersion.
+    pub verify_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -519,6 +522,7 @@ struct RawImage {
     dockerfile: Option<Text>,
     context: Option<Text>,
     credentials: Option<Text>,
+    verify_key: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -670,6 +674,17 @@ impl Checker<'_> {
             dockerfile: self.opt_text(&raw.image.dockerfile, "image.dockerfile").unwrap_or("Dockerfile".into()).into(),
             context: self.opt_text(&raw.image.context, "image.context").unwrap_or(".".into()).into(),
             credentials: self.reference(&raw.image.credentials, "image.credentials", &credential_names),
+            verify_key: raw.image.verify_key.as_ref().map(|key| {
+                self.checked(key, "image.verify_key", |p| {
+                    crate::files::relative_path(Path::new(p)).map_err(|e| {
+                        format!(
+                            "{}; the key is read from inside this repository",
+                            e.to_string().split_once(": ").map_or(e.to_string(), |(_, why)| why.to_string())
+                        )
+                    })
+                })
+                .into()
+            }),
         };
         let chart = self.chart(&raw.chart, &credential_names);
         if repositories.release.is_none() && chart.oci.is_none() {

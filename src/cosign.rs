@@ -294,6 +294,107 @@ pub fn open_provenance(envelope: &[u8], key: &PublicKey) -> Result<Provenance, C
     Ok(Provenance { subject_digests, commit })
 }
 
+/// A layer cosign keeps beside an image (a signature, an attestation): bytes, media type and
+/// annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Why an artifact does not pass verification, each naming what was wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unverified {
+    #[error(
+        "{reference} has no signature (no tag {tag} beside it): sign it with build-and-deploy and \
+         STAGECOACH_COSIGN_KEY set, or `cosign sign --key`"
+    )]
+    NoSignature { reference: String, tag: String },
+    #[error("{reference} is not signed by key {key}: {count} signature(s) beside it, none by that key")]
+    OtherKey { reference: String, key: String, count: usize },
+    #[error(
+        "the signature by key {key} under {reference}'s tag is for {signed}, not {reference}: \
+         a signature of another image was put there"
+    )]
+    OtherDigest { reference: String, key: String, signed: String },
+    #[error("{reference} has no provenance attestation (no tag {tag} beside it)")]
+    NoProvenance { reference: String, tag: String },
+    #[error("{reference}: no SLSA provenance v1 signed by key {key} ({why})")]
+    ProvenanceUnsigned { reference: String, key: String, why: String },
+    #[error("{reference}: the provenance signed by key {key} is about {subjects}, not this image")]
+    ProvenanceOtherImage { reference: String, key: String, subjects: String },
+    #[error(
+        "{reference} was built from commit {built} (its provenance says), but the chart's appVersion is \
+         {expected}: the image is not the one built from the commit QA tests"
+    )]
+    OtherCommit { reference: String, built: String, expected: String },
+}
+
+/// The signature of `repository@digest` by `key` among `layers` (what its `.sig` tag holds).
+pub fn verify_signature(
+    layers: &[Attached],
+    key: &PublicKey,
+    repository: &str,
+    digest: &str,
+) -> Result<(), Unverified> {
+    let reference = format!("{repository}@{digest}");
+    if layers.is_empty() {
+        return Err(Unverified::NoSignature { reference, tag: tag_for(digest, "sig") });
+    }
+    let by_key = layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE).filter(|l| {
+        let signature = l.annotations.get(SIGNATURE_ANNOTATION).and_then(|s| decode_signature(s));
+        signature.is_some_and(|s| key.verifies(&l.bytes, &s))
+    });
+    let signed: Vec<Option<String>> = by_key.map(|l| signed_digest(&l.bytes)).collect();
+    if signed.iter().any(|d| d.as_deref() == Some(digest)) {
+        return Ok(());
+    }
+    let key = key.fingerprint();
+    match signed.into_iter().next() {
+        Some(other) => Err(Unverified::OtherDigest { reference, key, signed: other.unwrap_or("nothing".into()) }),
+        None => Err(Unverified::OtherKey { reference, key, count: layers.len() }),
+    }
+}
+
+/// The SLSA provenance of `repository@digest` by `key` among `layers` (its `.att` tag), which
+/// must name `commit` as the source built.
+pub fn verify_provenance(
+    layers: &[Attached],
+    key: &PublicKey,
+    repository: &str,
+    digest: &str,
+    commit: &str,
+) -> Result<Provenance, Unverified> {
+    let reference = format!("{repository}@{digest}");
+    if layers.is_empty() {
+        return Err(Unverified::NoProvenance { reference, tag: tag_for(digest, "att") });
+    }
+    let opened: Vec<Result<Provenance, CosignError>> =
+        layers.iter().filter(|l| l.media_type == DSSE_MEDIA_TYPE).map(|l| open_provenance(&l.bytes, key)).collect();
+    let fingerprint = key.fingerprint();
+    let provenances: Vec<&Provenance> = opened.iter().filter_map(|p| p.as_ref().ok()).collect();
+    if provenances.is_empty() {
+        let why =
+            opened.iter().find_map(|p| p.as_ref().err()).map_or("none is an attestation".into(), |e| e.to_string());
+        return Err(Unverified::ProvenanceUnsigned { reference, key: fingerprint, why });
+    }
+    let about: Vec<&Provenance> =
+        provenances.iter().copied().filter(|p| p.subject_digests.iter().any(|d| d == digest)).collect();
+    if about.is_empty() {
+        let subjects = provenances.iter().flat_map(|p| p.subject_digests.iter().cloned()).collect::<Vec<_>>();
+        return Err(Unverified::ProvenanceOtherImage { reference, key: fingerprint, subjects: subjects.join(", ") });
+    }
+    match about.iter().find(|p| p.commit.as_deref() == Some(commit)) {
+        Some(provenance) => Ok((*provenance).clone()),
+        None => Err(Unverified::OtherCommit {
+            reference,
+            built: about.iter().find_map(|p| p.commit.clone()).unwrap_or("none".into()),
+            expected: commit.to_string(),
+        }),
+    }
+}
+
 /// The tag cosign keeps an image's signatures (`sig`) or attestations (`att`) under.
 pub fn tag_for(digest: &str, suffix: &str) -> String {
     format!("{}.{suffix}", digest.replacen(':', "-", 1))
@@ -384,6 +485,88 @@ mod tests {
                 (got, want) => panic!("{name}: {got:?}, want {want:?}"),
             }
         }
+    }
+
+    fn signature_layer(signer: &CosignKey, digest: &str) -> Attached {
+        let payload = simple_signing("127.0.0.1:5000/op", digest);
+        let signature = encode_signature(&signer.sign(&payload));
+        Attached {
+            media_type: SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            bytes: payload,
+            annotations: [(SIGNATURE_ANNOTATION.to_string(), signature)].into(),
+        }
+    }
+
+    fn attestation_layer(signer: &CosignKey, digest: &str, commit: &str) -> Attached {
+        let statement = provenance_statement("127.0.0.1:5000/op", digest, &Build { commit: commit.into(), ..build() });
+        Attached {
+            media_type: DSSE_MEDIA_TYPE.into(),
+            bytes: envelope(&statement, signer).unwrap(),
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn verification_table() {
+        let other_digest = format!("sha256:{}", "b".repeat(64));
+        let (signer, other) = (key(1), key(2));
+        let commit = build().commit;
+        let other_commit = "f".repeat(40);
+        type Case<'a> = (&'a str, Vec<Attached>, Vec<Attached>, &'a str);
+        let cases: [Case; 8] = [
+            (
+                "signed and attested",
+                vec![signature_layer(&signer, DIGEST)],
+                vec![attestation_layer(&signer, DIGEST, &commit)],
+                "",
+            ),
+            (
+                "another key's signature beside the key's",
+                vec![signature_layer(&other, DIGEST), signature_layer(&signer, DIGEST)],
+                vec![attestation_layer(&other, DIGEST, &other_commit), attestation_layer(&signer, DIGEST, &commit)],
+                "",
+            ),
+            (
+                "no signature",
+                vec![],
+                vec![attestation_layer(&signer, DIGEST, &commit)],
+                "has no signature (no tag sha256-aaaa",
+            ),
+            ("another key", vec![signature_layer(&other, DIGEST)], vec![], "is not signed by key SHA256:"),
+            (
+                "a signature over another digest",
+                vec![signature_layer(&signer, &other_digest)],
+                vec![],
+                "is for sha256:bbbb",
+            ),
+            ("no provenance", vec![signature_layer(&signer, DIGEST)], vec![], "has no provenance attestation"),
+            (
+                "a provenance of another image",
+                vec![signature_layer(&signer, DIGEST)],
+                vec![attestation_layer(&signer, &other_digest, &commit)],
+                "is about sha256:bbbb",
+            ),
+            (
+                "a provenance naming another commit",
+                vec![signature_layer(&signer, DIGEST)],
+                vec![attestation_layer(&signer, DIGEST, &other_commit), attestation_layer(&other, DIGEST, &commit)],
+                "was built from commit ffff",
+            ),
+        ];
+        let public = signer.public_key();
+        for (name, signatures, attestations, want) in cases {
+            let got = verify_signature(&signatures, &public, "127.0.0.1:5000/op", DIGEST)
+                .and_then(|()| verify_provenance(&attestations, &public, "127.0.0.1:5000/op", DIGEST, &commit));
+            match (got, want) {
+                (Ok(provenance), "") => assert_eq!(provenance.commit.as_deref(), Some(commit.as_str()), "{name}"),
+                (Err(error), part) if !part.is_empty() => {
+                    assert!(error.to_string().contains(part), "{name}: {error}")
+                }
+                (got, want) => panic!("{name}: {got:?}, want {want:?}"),
+            }
+        }
+        let unsigned = verify_provenance(&[attestation_layer(&other, DIGEST, &commit)], &public, "r", DIGEST, &commit);
+        assert!(matches!(unsigned, Err(Unverified::ProvenanceUnsigned { .. })), "{unsigned:?}");
     }
 
     #[test]

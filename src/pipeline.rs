@@ -13,7 +13,7 @@ use crate::runner::{Plan, Stage};
 use crate::secrets::Secrets;
 use crate::stages::cluster::{Cluster, ExistingCluster, KindCluster};
 use crate::stages::command::RunCommand;
-use crate::stages::image::{BuildImage, PushImage, PushLatest, SignImage};
+use crate::stages::image::{BuildImage, PushImage, PushLatest, SignImage, VerifyImage};
 use crate::stages::promote_to_qa::PromoteToQa;
 use crate::stages::qa::{
     CacheSave, ChartCheck, ClusterUp, DevCheckout, Diagnostics, HelmInstall, ImageLoad, ImagePrepare, IntegrationTests,
@@ -66,6 +66,8 @@ pub enum SetupError {
     Chart(String),
     #[error("{0}; nothing was built or pushed")]
     Version(#[from] crate::version::VersionError),
+    #[error("image.verify_key: {0}")]
+    VerifyKey(String),
 }
 
 /// How this run goes.
@@ -289,6 +291,26 @@ fn image_keys(config: &Config) -> ImageKeys {
     }
 }
 
+/// The check of an image's signature and provenance with `image.verify_key`, if it is set:
+/// the key is read (inside the repository) and parsed before anything runs.
+fn image_verification(
+    config: &Config,
+    settings: &RunSettings<'_>,
+    registry_auth: Option<&crate::tools::docker::RegistryAuth>,
+) -> Result<Option<crate::stages::image::ImageVerification>, SetupError> {
+    let Some(file) = &config.image.verify_key else { return Ok(None) };
+    let bad = |why: String| SetupError::VerifyKey(format!("{}: {why}", file.display()));
+    let path = crate::files::inside(&config.root, file).map_err(|e| bad(e.to_string()))?;
+    let pem = std::fs::read(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+    let key = crate::cosign::PublicKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(crate::stages::image::ImageVerification {
+        timeout: settings.network_timeout,
+        auth: crate::tools::oci::Oci::auth(registry_auth),
+        key,
+        key_file: file.clone(),
+    }))
+}
+
 /// What a QA run reads from the QA checkout's chart before anything runs.
 pub struct QaChart {
     pub dir: std::path::PathBuf,
@@ -394,6 +416,7 @@ pub async fn integration_test(
         spawner: spawner.clone(),
     };
     let registry_auth = settings.registry_auth(config, secrets)?;
+    let verification = image_verification(config, settings, registry_auth.as_ref())?;
     let dev_auth = settings.repo_auth(config, &config.repositories.dev, secrets)?;
     let release_auth = settings.release_auth(config, secrets)?;
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
@@ -415,6 +438,7 @@ pub async fn integration_test(
         kubectl,
         spawner,
         registry_auth,
+        verification,
         dev_auth,
         release_auth,
         work,
@@ -469,6 +493,7 @@ struct Qa<'a> {
     kubectl: Kubectl,
     spawner: Spawner,
     registry_auth: Option<crate::tools::docker::RegistryAuth>,
+    verification: Option<crate::stages::image::ImageVerification>,
     dev_auth: crate::tools::git::Auth,
     release_auth: ReleaseAuth,
     work: Option<Arc<crate::files::ScratchDir>>,
@@ -522,44 +547,53 @@ impl Qa<'_> {
                 facts: Arc::clone(&facts),
             }));
         }
-        Plan::new()
-            .then(ChartCheck {
-                helm: self.helm.clone(),
-                chart_dir: chart.dir.clone(),
-                package: package_options(config),
-                install: install.clone(),
-                prepared,
-                pulled: config.pulled_images.clone(),
-                keys: keys.to_string(),
-                facts: Arc::clone(&facts),
-            })
-            .parallel(prepare)
-            .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
-            .then(HelmInstall {
-                helm: self.helm.clone(),
-                install,
-                cluster: Arc::clone(&cluster),
-                facts: Arc::clone(&facts),
-            })
-            .then(IntegrationTests {
-                command: config.commands.integration_tests.clone(),
-                withheld: config.withheld_from(&config.commands.integration_tests),
-                dir: dev_dir,
-                cluster: Arc::clone(&cluster),
-                spawner: self.spawner,
-            })
-            .then(release_stage(config, settings, self.release_auth, Expectation::SameRun(facts), secrets))
-            .cleanup(Diagnostics {
-                dir: artifacts,
-                helm: self.helm,
-                kubectl: self.kubectl,
-                release: config.chart.name.clone(),
-                custom_resources: custom_resources(&chart.dir),
-                cluster: Arc::clone(&cluster),
-            })
-            .cleanup(CacheSave(Arc::clone(&cluster)))
-            .cleanup(Teardown { cluster, keep: self.keep_cluster })
-            .keep_until_done(self.work)
+        let plan = match self.verification {
+            // Before the chart is even packaged: an image that is not the one DEV signed stops
+            // the run with nothing created.
+            Some(verification) => Plan::new().then(VerifyImage {
+                verification,
+                image: chart.image.clone(),
+                commit: chart.app_version.clone(),
+            }),
+            None => Plan::new(),
+        };
+        plan.then(ChartCheck {
+            helm: self.helm.clone(),
+            chart_dir: chart.dir.clone(),
+            package: package_options(config),
+            install: install.clone(),
+            prepared,
+            pulled: config.pulled_images.clone(),
+            keys: keys.to_string(),
+            facts: Arc::clone(&facts),
+        })
+        .parallel(prepare)
+        .then(ImageLoad { cluster: Arc::clone(&cluster), image: chart.image.tagged(), facts: Arc::clone(&facts) })
+        .then(HelmInstall {
+            helm: self.helm.clone(),
+            install,
+            cluster: Arc::clone(&cluster),
+            facts: Arc::clone(&facts),
+        })
+        .then(IntegrationTests {
+            command: config.commands.integration_tests.clone(),
+            withheld: config.withheld_from(&config.commands.integration_tests),
+            dir: dev_dir,
+            cluster: Arc::clone(&cluster),
+            spawner: self.spawner,
+        })
+        .then(release_stage(config, settings, self.release_auth, Expectation::SameRun(facts), secrets))
+        .cleanup(Diagnostics {
+            dir: artifacts,
+            helm: self.helm,
+            kubectl: self.kubectl,
+            release: config.chart.name.clone(),
+            custom_resources: custom_resources(&chart.dir),
+            cluster: Arc::clone(&cluster),
+        })
+        .cleanup(CacheSave(Arc::clone(&cluster)))
+        .cleanup(Teardown { cluster, keep: self.keep_cluster })
+        .keep_until_done(self.work)
     }
 }
 

@@ -44,6 +44,7 @@ names! {
         ImageBuild = "image-build",
         ImagePush = "image-push",
         ImageSign = "image-sign",
+        ImageVerify = "image-verify",
         QaPromote = "qa-promote",
         ImageLatest = "image-latest",
         ChartCheck = "chart-check",
@@ -70,6 +71,8 @@ names! {
         /// The manifests of the image's cosign signature (`sha256-….sig`) and attestation (`.att`).
         Signature = "signature",
         Attestation = "attestation",
+        /// The fingerprint of the cosign key an image's signature and provenance were verified with.
+        VerifiedWith = "verified_with",
         QaCommit = "qa_commit",
         Package = "package",
         ReleaseCommit = "release_commit",

@@ -222,3 +222,49 @@ fn the_pipelines_debug_compiles_select_the_whole_workspace() {
         assert!(compile.contains("--workspace") && !compile.contains(" -p "), "{compile}");
     }
 }
+
+#[test]
+fn init_qa_copies_the_verify_key_and_plan_names_it_by_its_fingerprint() {
+    let pipeline = VALID_PIPELINE
+        .replace("  credentials: registry\nchart:", "  credentials: registry\n  verify_key: keys/cosign.pub\nchart:");
+    let repo = Repo::new(&pipeline);
+    let chart = repo.path().join("chart-template");
+    std::fs::create_dir_all(&chart).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: op\nversion: 0.1.0\n").unwrap();
+    // A P-256 key made by openssl; its fingerprint is the SHA-256 of its DER, by openssl too.
+    std::fs::create_dir_all(repo.path().join("keys")).unwrap();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").args(["-c", script]).current_dir(repo.path()).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh("openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout -out keys/cosign.pub 2>/dev/null");
+    let fingerprint = sh("openssl pkey -pubin -in keys/cosign.pub -outform DER | sha256sum");
+    let fingerprint = format!("SHA256:{}", fingerprint.split_whitespace().next().unwrap());
+
+    stagecoach(repo.path(), &["init", "qa", "qa"], &[]).success();
+    let qa = repo.path().join("qa");
+    assert_eq!(
+        std::fs::read(qa.join("keys/cosign.pub")).unwrap(),
+        std::fs::read(repo.path().join("keys/cosign.pub")).unwrap()
+    );
+    let plan = stagecoach(&qa, &["plan", "integration-test"], &[]);
+    plan.success();
+    let first = plan.stdout.lines().find(|l| l.contains("image-verify")).unwrap_or_default();
+    assert!(
+        plan.stdout.contains(&format!("is signed by cosign key {fingerprint} (keys/cosign.pub)")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.find("image-verify") < plan.stdout.find("chart-check") && !first.is_empty(),
+        "image-verify is not first: {}",
+        plan.stdout
+    );
+
+    // What is not a public key is refused before anything runs, naming the key and the file.
+    std::fs::write(qa.join("keys/cosign.pub"), "not a key\n").unwrap();
+    let refused = stagecoach(&qa, &["plan", "integration-test"], &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("image.verify_key: keys/cosign.pub: not a public key"), "{}", refused.stderr);
+}

@@ -78,6 +78,34 @@ fn verify_attestation(cosign: &Path, public: &Path, image: &str, dir: &Path) -> 
     run_cosign(cosign, &args, dir)
 }
 
+/// `cosign sign` and `cosign attest --type slsaprovenance1` of `image` (by digest) with the key
+/// at `private`, the provenance naming `commit` as the source built.
+fn sign_and_attest(cosign: &Path, private: &Path, image: &str, commit: &str, dir: &Path) {
+    let predicate = dir.join(format!("provenance-{commit}.json"));
+    let provenance = serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://example.com/build",
+            "externalParameters": {},
+            "resolvedDependencies": [{ "uri": "git+https://git.example/dev.git", "digest": { "gitCommit": commit } }],
+        },
+        "runDetails": { "builder": { "id": "https://example.com/builder" } },
+    });
+    std::fs::write(&predicate, provenance.to_string()).unwrap();
+    let key = private.to_str().unwrap();
+    let registry = ["--tlog-upload=false", "--allow-insecure-registry", "--allow-http-registry"];
+    let mut sign = vec!["sign", "--key", key];
+    sign.extend(registry);
+    sign.push(image);
+    let (ok, _, err) = run_cosign(cosign, &sign, dir);
+    assert!(ok, "cosign sign: {err}");
+    let predicate = predicate.to_str().unwrap();
+    let mut attest = vec!["attest", "--key", key, "--type", "slsaprovenance1", "--predicate", predicate];
+    attest.extend(registry);
+    attest.push(image);
+    let (ok, _, err) = run_cosign(cosign, &attest, dir);
+    assert!(ok, "cosign attest: {err}");
+}
+
 fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -208,39 +236,7 @@ fn what_cosign_signs_and_attests_passes_stagecoachs_verification_and_another_key
     let digest = registry.digest("by-cosign", "v1").unwrap();
     let image = format!("{}/by-cosign@{digest}", registry.host);
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    let predicate = image_dir.path().join("provenance.json");
-    let provenance = serde_json::json!({
-        "buildDefinition": {
-            "buildType": "https://example.com/build",
-            "externalParameters": {},
-            "resolvedDependencies": [{ "uri": "git+https://git.example/dev.git", "digest": { "gitCommit": commit } }],
-        },
-        "runDetails": { "builder": { "id": "https://example.com/builder" } },
-    });
-    std::fs::write(&predicate, provenance.to_string()).unwrap();
-    let key = private.to_str().unwrap();
-    let (ok, _, err) = run_cosign(
-        &cosign,
-        &["sign", "--key", key, "--tlog-upload=false", "--allow-insecure-registry", "--allow-http-registry", &image],
-        keys.path(),
-    );
-    assert!(ok, "cosign sign: {err}");
-    let predicate = predicate.to_str().unwrap();
-    let args = [
-        "attest",
-        "--key",
-        key,
-        "--type",
-        "slsaprovenance1",
-        "--predicate",
-        predicate,
-        "--tlog-upload=false",
-        "--allow-insecure-registry",
-        "--allow-http-registry",
-        &image,
-    ];
-    let (ok, _, err) = run_cosign(&cosign, &args, keys.path());
-    assert!(ok, "cosign attest: {err}");
+    sign_and_attest(&cosign, &private, &image, commit, keys.path());
 
     // stagecoach reads them from the registry and checks them with the public key.
     let others = tempfile::tempdir().unwrap();
@@ -267,4 +263,148 @@ fn what_cosign_signs_and_attests_passes_stagecoachs_verification_and_another_key
     let refused = stagecoach::cosign::open_provenance(&attestations[0].bytes, &other).unwrap_err();
     assert!(refused.to_string().contains("not signed by this key"), "{refused}");
     docker(&["rmi", "-f", &tagged]);
+}
+
+/// Copies the manifest under `from` to the tag `to` in repository `name`, as someone who moves
+/// signatures around would.
+fn copy_manifest(registry: &Registry, name: &str, from: &str, to: &str, dir: &Path) {
+    let file = dir.join("copied-manifest.json");
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let url = |tag: &str| format!("http://{}/v2/{name}/manifests/{tag}", registry.host);
+    let get = Command::new("curl")
+        .args(["-fsS", "-H", &format!("Accept: {media_type}"), "-o", file.to_str().unwrap(), &url(from)])
+        .status()
+        .unwrap();
+    assert!(get.success(), "GET {from}");
+    let put = Command::new("curl")
+        .args(["-fsS", "-X", "PUT", "-H", &format!("Content-Type: {media_type}")])
+        .args(["--data-binary", &format!("@{}", file.display()), &url(to)])
+        .status()
+        .unwrap();
+    assert!(put.success(), "PUT {to}");
+}
+
+#[test]
+fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_the_charts_app_version() {
+    let Some(Setup { cosign, registry, keys, private, public }) = setup() else { return };
+    let Some(qa) = crate::qa::setup("0.1.1-dev.abcdef0", "verify") else { return };
+    let repository = format!("{}/verified", registry.host);
+    // Four images pushed under four tags: one signed and attested by cosign as built from the
+    // chart's appVersion, one never signed, one attested as built from another commit, and one
+    // under which the first one's signature was copied.
+    let push = |tag: &str| {
+        let tagged = format!("{repository}:{tag}");
+        crate::qa::tiny_image(&tagged, &qa.state);
+        assert!(docker(&["push", "-q", &tagged]).0, "push {tagged}");
+        registry.digest("verified", tag).unwrap()
+    };
+    let (signed, unsigned, other_commit, copied) =
+        (push("qa-verify"), push("unsigned"), push("other-commit"), push("copied"));
+    let at = |digest: &str| format!("{repository}@{digest}");
+    sign_and_attest(&cosign, &private, &at(&signed), &qa.first_commit, keys.path());
+    sign_and_attest(&cosign, &private, &at(&other_commit), &"e".repeat(40), keys.path());
+    sign_and_attest(&cosign, &private, &at(&copied), &qa.first_commit, keys.path());
+    let sig = |digest: &str| stagecoach::cosign::tag_for(digest, "sig");
+    copy_manifest(&registry, "verified", &sig(&signed), &sig(&copied), keys.path());
+
+    // The keys inside the QA checkout, as image.verify_key names them.
+    std::fs::create_dir_all(qa.qa.join("keys")).unwrap();
+    std::fs::copy(&public, qa.qa.join("keys/cosign.pub")).unwrap();
+    std::fs::copy(&private, qa.qa.join("keys/cosign.key")).unwrap();
+    let others = tempfile::tempdir().unwrap();
+    let (_, other_public) = key_pair(&cosign, others.path());
+    std::fs::copy(&other_public, qa.qa.join("keys/other.pub")).unwrap();
+    let pipeline = qa.qa.join("pipelines/stagecoach.yaml");
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+        "image:\n  repository: stagecoach-test/qa-op\n",
+        &format!("image:\n  repository: {repository}\n  verify_key: ${{VERIFY_KEY}}\n"),
+    );
+    std::fs::write(&pipeline, text).unwrap();
+    let fingerprint = stagecoach::cosign::PublicKey::from_pem(&std::fs::read(&public).unwrap()).unwrap().fingerprint();
+    let values = qa.qa.join("values.yaml");
+    let original = std::fs::read_to_string(&values).unwrap();
+    let appversion = &qa.first_commit;
+
+    // (name, verify_key, digest in values.yaml, exit code, what the error says)
+    let cases: [(&str, &str, &str, i32, String); 8] = [
+        ("signed by the key, built from appVersion", "keys/cosign.pub", &signed, 0, String::new()),
+        ("another key", "keys/other.pub", &signed, 1, format!("{} is not signed by key SHA256:", at(&signed))),
+        (
+            "the digest changed to an unsigned image's",
+            "keys/cosign.pub",
+            &unsigned,
+            1,
+            format!("{} has no signature", at(&unsigned)),
+        ),
+        (
+            "a provenance naming another commit",
+            "keys/cosign.pub",
+            &other_commit,
+            1,
+            format!(
+                "was built from commit {} (its provenance says), but the chart's appVersion is {appversion}",
+                "e".repeat(40)
+            ),
+        ),
+        (
+            "a signature over another digest",
+            "keys/cosign.pub",
+            &copied,
+            1,
+            format!("is for {signed}, not {}", at(&copied)),
+        ),
+        (
+            "no digest in values.yaml",
+            "keys/cosign.pub",
+            "",
+            1,
+            "names ".to_string() + &repository + ":qa-verify without a digest",
+        ),
+        (
+            "a private key as verify_key",
+            "keys/cosign.key",
+            &signed,
+            2,
+            "image.verify_key: keys/cosign.key: not a public key".into(),
+        ),
+        ("a key outside the checkout", "../cosign.pub", &signed, 2, "image.verify_key".into()),
+    ];
+    for (name, key, digest, code, part) in cases {
+        std::fs::write(
+            &values,
+            original
+                .replace("digest: \"\"", &format!("digest: \"{digest}\""))
+                .replace("repository: stagecoach-test/qa-op", &format!("repository: {repository}")),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&qa.log);
+        let run = qa.run(&["--no-progress", "--report", "../run.json", "integration-test"], &[("VERIFY_KEY", key)]);
+        assert_eq!(run.code, code, "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(&part), "{name}: {}", run.stderr);
+        qa.assert_no_temporary_files();
+        let calls = qa.calls();
+        if code == 0 {
+            let report = qa.report();
+            let verify = crate::qa::stage(&report, "image-verify");
+            assert_eq!(verify["details"]["verified_with"], fingerprint.as_str(), "{name}: {verify}");
+            assert_eq!(verify["group"], 0, "{name}: it runs first: {verify}");
+            eprintln!("image-verify: {} ms; whole run {} ms", verify["duration_ms"], report["duration_ms"]);
+            assert!(calls.iter().any(|c| c.starts_with("helm upgrade")), "{name}: {calls:#?}");
+            assert_eq!(qa.loaded(), [(format!("{repository}:qa-verify"), stagecoach_image_id(&at(&signed)))]);
+        } else {
+            // Refused before anything: no cluster, no chart packaged, nothing installed.
+            assert!(!calls.iter().any(|c| c.starts_with("kind") || c.starts_with("helm")), "{name}: {calls:#?}");
+        }
+    }
+    for tag in ["qa-verify", "unsigned", "other-commit", "copied"] {
+        docker(&["rmi", "-f", &format!("{repository}:{tag}")]);
+    }
+    docker(&["rmi", "-f", "stagecoach-test/node:verify", &qa.image]);
+}
+
+/// The ID (config digest) of a local image.
+fn stagecoach_image_id(reference: &str) -> String {
+    let (ok, out) = docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+    assert!(ok, "{out}");
+    out.trim().to_string()
 }

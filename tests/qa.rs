@@ -14,20 +14,20 @@ use crate::support::{BIN, Run, copy_dir, fake_tools, git};
 
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 
-struct Qa {
+pub(crate) struct Qa {
     _dir: tempfile::TempDir,
     /// Where the fakes keep their state (kind clusters, what helm deployed).
-    state: PathBuf,
+    pub(crate) state: PathBuf,
     /// The TMPDIR of every run: it must be empty after each.
-    tmp: PathBuf,
-    qa: PathBuf,
+    pub(crate) tmp: PathBuf,
+    pub(crate) qa: PathBuf,
     fakes: PathBuf,
     fake_env: Vec<(String, String)>,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
     cache: PathBuf,
     release: PathBuf,
-    first_commit: String,
-    image: String,
+    pub(crate) first_commit: String,
+    pub(crate) image: String,
 }
 
 fn docker(args: &[&str]) -> bool {
@@ -51,7 +51,7 @@ pub(crate) fn tiny_image(reference: &str, dir: &Path) {
 
 /// A QA checkout whose chart was promoted from the first of two DEV commits; `None` when the
 /// Helm engine or kubectl is missing here.
-fn setup(version: &str, name: &str) -> Option<Qa> {
+pub(crate) fn setup(version: &str, name: &str) -> Option<Qa> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (fakes, fake_env) = fake_tools(d)?;
@@ -172,7 +172,7 @@ impl Qa {
         cmd
     }
 
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = self.command(args, env).output().unwrap();
         Run {
             code: out.status.code().unwrap_or(-1),
@@ -182,7 +182,7 @@ impl Qa {
     }
 
     /// The calls, as "tool args" lines in the order they started.
-    fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -200,7 +200,7 @@ impl Qa {
     }
 
     /// The IDs of the images kind was asked to load, by reference.
-    fn loaded(&self) -> Vec<(String, String)> {
+    pub(crate) fn loaded(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -211,17 +211,17 @@ impl Qa {
 
     /// Nothing a run wrote may be left in its TMPDIR.
     #[track_caller]
-    fn assert_no_temporary_files(&self) {
+    pub(crate) fn assert_no_temporary_files(&self) {
         let left: Vec<_> = std::fs::read_dir(&self.tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "left in TMPDIR: {left:?}");
     }
 
-    fn report(&self) -> serde_json::Value {
+    pub(crate) fn report(&self) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.qa.parent().unwrap().join("run.json")).unwrap()).unwrap()
     }
 }
 
-fn stage<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn stage<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["stages"]
         .as_array()
         .unwrap()

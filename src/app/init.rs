@@ -49,6 +49,14 @@ pub fn run(
             std::fs::create_dir_all(dir.join("pipelines")).map_err(io("creating pipelines/".into()))?;
             std::fs::copy(&config.file, dir.join("pipelines/stagecoach.yaml"))
                 .map_err(io(format!("copying {}", config.file.display())))?;
+            // The key QA verifies images with goes where the copied file names it.
+            if let Some(key) = &config.image.verify_key {
+                let refused = |e: crate::files::Escape| AppError::Usage(format!("image.verify_key: {e}"));
+                let (from, to) = (crate::files::inside(&config.root, key).map_err(refused)?, dir.join(key));
+                std::fs::create_dir_all(to.parent().unwrap_or(dir))
+                    .map_err(io(format!("creating {}", to.display())))?;
+                std::fs::copy(&from, &to).map_err(io(format!("copying {} (image.verify_key)", from.display())))?;
+            }
             "Seed the QA repository from chart-template"
         }
         InitKind::Release => {

@@ -271,7 +271,7 @@ impl Stage for SignImage {
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             use crate::cosign;
-            use crate::tools::oci::Attached;
+            use crate::cosign::Attached;
             let key = self.key.public_key().fingerprint();
             if self.dry_run {
                 return Ok(Completion::Skipped(format!("dry run: would sign and attest with cosign key {key}")));
@@ -307,6 +307,85 @@ impl Stage for SignImage {
             ctx.detail(Detail::Attestation, &attestation);
             self.facts.lock().unwrap_or_else(|e| e.into_inner()).signed =
                 Some(super::Signed { signature, attestation });
+            Ok(Completion::Done)
+        })
+    }
+}
+
+/// How an image's cosign signature and SLSA provenance are checked against a public key:
+/// read from the registry (the `.sig` and `.att` tags beside the image), verified here.
+pub struct ImageVerification {
+    /// How long a registry request may go without progress.
+    pub timeout: std::time::Duration,
+    pub auth: crate::tools::oci::RegistryAuth,
+    pub key: crate::cosign::PublicKey,
+    /// Where the key came from, for plans and messages.
+    pub key_file: PathBuf,
+}
+
+impl ImageVerification {
+    /// What a plan says is checked of `image` (a digest, or how it will be known).
+    pub fn describe(&self, image: &str, commit: &str) -> String {
+        format!(
+            "verify that {image} is signed by cosign key {} ({}) and that its SLSA provenance names commit {commit}",
+            self.key.fingerprint(),
+            self.key_file.display()
+        )
+    }
+
+    /// `repository@digest` must be signed by the key and attested as built from `commit`.
+    pub async fn verify(
+        &self,
+        repository: &str,
+        digest: &str,
+        commit: &str,
+        ctx: &StageContext,
+    ) -> Result<(), crate::runner::StageError> {
+        use crate::cosign;
+        // Plain HTTP to a registry on this machine, as the engine that pushed there talks to it.
+        let oci = crate::tools::oci::Oci::new(crate::tools::oci::on_this_machine(repository), self.timeout);
+        let signatures = oci.attached(repository, &cosign::tag_for(digest, "sig"), &self.auth).await?;
+        cosign::verify_signature(&signatures, &self.key, repository, digest)?;
+        let attestations = oci.attached(repository, &cosign::tag_for(digest, "att"), &self.auth).await?;
+        cosign::verify_provenance(&attestations, &self.key, repository, digest, commit)?;
+        let key = self.key.fingerprint();
+        ctx.line(&format!("{repository}@{digest} is signed by {key}, and its provenance names commit {commit}"));
+        ctx.detail(Detail::Digest, digest);
+        ctx.detail(Detail::VerifiedWith, key);
+        Ok(())
+    }
+}
+
+/// QA's check, before anything is deployed, that the image values.yaml names is signed and was
+/// built from the chart's appVersion.
+pub struct VerifyImage {
+    pub verification: ImageVerification,
+    pub image: crate::stages::qa::QaImage,
+    /// The chart's appVersion.
+    pub commit: String,
+}
+
+impl Stage for VerifyImage {
+    fn name(&self) -> StageName {
+        StageName::ImageVerify
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let image = format!("{}@{}", self.image.repository, self.image.digest.as_deref().unwrap_or("<no digest>"));
+        vec![self.verification.describe(&image, &self.commit)]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
+        Box::pin(async move {
+            let Some(digest) = &self.image.digest else {
+                return Err(format!(
+                    "image.verify_key is set, but values.yaml names {} without a digest: an image is verified \
+                     by its manifest digest, which build-and-deploy writes when it pushes",
+                    self.image.tagged()
+                )
+                .into());
+            };
+            self.verification.verify(&self.image.repository, digest, &self.commit, ctx).await?;
             Ok(Completion::Done)
         })
     }

@@ -10,6 +10,7 @@ pub use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::chart::meta::Metadata;
+use crate::cosign::Attached;
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
@@ -216,15 +217,6 @@ impl Oci {
             }
         }
     }
-}
-
-/// A layer cosign keeps beside an image (a signature, an attestation): bytes, media type and
-/// annotations.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attached {
-    pub media_type: String,
-    pub bytes: Vec<u8>,
-    pub annotations: BTreeMap<String, String>,
 }
 
 impl Oci {
