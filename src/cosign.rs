@@ -248,6 +248,62 @@ pub fn provenance_statement(repository: &str, digest: &str, build: &Build) -> Ve
     serde_json::to_vec(&statement).unwrap_or_default()
 }
 
+/// What the build type of a chart's provenance says: a stagecoach release of a tested chart.
+pub const RELEASE_BUILD_TYPE: &str = "https://github.com/stagecoach/stagecoach/release/v1";
+
+/// What a release's provenance says about the chart it publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The QA repository as the pipeline file names it, and the commit QA tested.
+    pub source: String,
+    pub commit: String,
+    /// The integration-test run that tested the chart: its id and outcome; none for `--untested`.
+    pub tested: Option<(String, String)>,
+    /// The operator image the chart deploys (`repository:tag`) and its manifest digest.
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub builder_version: String,
+    pub run_id: String,
+}
+
+/// An in-toto statement with an SLSA provenance v1 predicate for the chart manifest
+/// `repository@digest`: the QA commit and test run it comes from, and the image it deploys.
+pub fn release_statement(repository: &str, digest: &str, release: &Release) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let mut dependencies = vec![json!({
+        "uri": format!("git+{}", release.source),
+        "digest": { "gitCommit": release.commit },
+    })];
+    if let Some(image) = &release.image_digest {
+        dependencies.push(json!({
+            "uri": format!("oci://{}", release.image),
+            "name": "image",
+            "digest": { "sha256": image.strip_prefix("sha256:").unwrap_or(image) },
+        }));
+    }
+    let tested = release.tested.as_ref().map(|(run_id, outcome)| json!({ "runId": run_id, "outcome": outcome }));
+    let statement = json!({
+        "_type": IN_TOTO_STATEMENT,
+        "predicateType": SLSA_PROVENANCE_V1,
+        "subject": [{ "name": repository, "digest": { "sha256": hex } }],
+        "predicate": {
+            "buildDefinition": {
+                "buildType": RELEASE_BUILD_TYPE,
+                "externalParameters": { "source": release.source, "image": release.image, "integrationTest": tested },
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": "https://github.com/stagecoach/stagecoach",
+                    "version": { "stagecoach": release.builder_version },
+                },
+                "metadata": { "invocationId": release.run_id },
+            },
+        },
+    });
+    serde_json::to_vec(&statement).unwrap_or_default()
+}
+
 /// `statement` in a DSSE envelope signed by `key`, as the bytes of an attestation layer.
 pub fn envelope(statement: &[u8], key: &CosignKey) -> Result<Vec<u8>, CosignError> {
     let envelope =

@@ -19,7 +19,7 @@ use crate::stages::qa::{
     CacheSave, ChartCheck, ClusterUp, DevCheckout, Diagnostics, HelmInstall, ImageLoad, ImagePrepare, IntegrationTests,
     QaImage, Teardown,
 };
-use crate::stages::{Expectation, ImageKeys, SharedFacts};
+use crate::stages::{Expectation, ImageKeys, SharedFacts, TestRun};
 use crate::tools::docker::{DockerEngine, DockerError};
 use crate::tools::git::{Author, Git2, Remote};
 use crate::tools::helm::{Helm, Install};
@@ -93,6 +93,10 @@ pub struct ReleaseAuth {
     oci: Option<crate::tools::docker::RegistryAuth>,
     /// STAGECOACH_SIGNING_KEY, unlocked with STAGECOACH_SIGNING_PASSPHRASE: releases are signed.
     signing: Option<crate::chart::provenance::SigningKey>,
+    /// STAGECOACH_COSIGN_KEY, opened with STAGECOACH_COSIGN_PASSWORD: OCI releases are signed
+    /// with cosign, and the image they deploy is verified with its public half unless
+    /// image.verify_key names a key.
+    cosign: Option<Arc<crate::cosign::CosignKey>>,
 }
 
 impl RunSettings<'_> {
@@ -109,7 +113,9 @@ impl RunSettings<'_> {
             _ => None,
         };
         let signing = if self.describe_only { None } else { credentials::signing_key(self.env, secrets)? };
-        Ok(ReleaseAuth { git, oci, signing })
+        // A key that does not open stops the run before anything is published.
+        let cosign = credentials::cosign_key(self.env, secrets)?.map(Arc::new);
+        Ok(ReleaseAuth { git, oci, signing, cosign })
     }
 
     fn registry_auth(
@@ -307,7 +313,30 @@ fn image_verification(
         timeout: settings.network_timeout,
         auth: crate::tools::oci::Oci::auth(registry_auth),
         key,
-        key_file: file.clone(),
+        key_source: file.display().to_string(),
+    }))
+}
+
+/// How a release checks the image its package deploys: with image.verify_key, else with the
+/// public half of the cosign key it signs with; not at all without either.
+fn release_verification(
+    config: &Config,
+    settings: &RunSettings<'_>,
+    auth: &ReleaseAuth,
+    secrets: &mut Secrets,
+) -> Result<Option<crate::stages::image::ImageVerification>, SetupError> {
+    if config.image.verify_key.is_none() && auth.cosign.is_none() {
+        return Ok(None);
+    }
+    let registry_auth = settings.registry_auth(config, secrets)?;
+    if let Some(verification) = image_verification(config, settings, registry_auth.as_ref())? {
+        return Ok(Some(verification));
+    }
+    Ok(auth.cosign.as_ref().map(|key| crate::stages::image::ImageVerification {
+        timeout: settings.network_timeout,
+        auth: crate::tools::oci::Oci::auth(registry_auth.as_ref()),
+        key: key.public_key(),
+        key_source: "the public half of STAGECOACH_COSIGN_KEY; image.verify_key names another".into(),
     }))
 }
 
@@ -390,6 +419,7 @@ pub fn read_qa_chart(config: &Config) -> Result<QaChart, SetupError> {
 /// as cleanup. Everything the run writes lives in a private directory removed when it ends.
 pub async fn integration_test(
     config: &Config,
+    build: &BuildInfo,
     settings: &RunSettings<'_>,
     keep_cluster: bool,
     secrets: &mut Secrets,
@@ -419,6 +449,10 @@ pub async fn integration_test(
     let verification = image_verification(config, settings, registry_auth.as_ref())?;
     let dev_auth = settings.repo_auth(config, &config.repositories.dev, secrets)?;
     let release_auth = settings.release_auth(config, secrets)?;
+    let release_verification = release_verification(config, settings, &release_auth, secrets)?;
+    // The release at the end of this run publishes what this run tested, on this QA commit.
+    let tested_by =
+        TestRun { run_id: settings.run_id.clone(), qa_commit: build.commit.clone(), outcome: "passed".into() };
     // Private (0700) and outside the QA checkout: its root is often the chart itself, and
     // whatever lay inside would be installed and packaged with it. A plan creates none.
     let work = match settings.describe_only {
@@ -440,7 +474,12 @@ pub async fn integration_test(
         registry_auth,
         verification,
         dev_auth,
-        release_auth,
+        release: ReleaseInputs {
+            auth: release_auth,
+            verification: release_verification,
+            tested_by: Some(tested_by),
+            qa_commit: build.commit.clone(),
+        },
         work,
         work_dir,
         keep_cluster,
@@ -495,7 +534,7 @@ struct Qa<'a> {
     registry_auth: Option<crate::tools::docker::RegistryAuth>,
     verification: Option<crate::stages::image::ImageVerification>,
     dev_auth: crate::tools::git::Auth,
-    release_auth: ReleaseAuth,
+    release: ReleaseInputs,
     work: Option<Arc<crate::files::ScratchDir>>,
     work_dir: std::path::PathBuf,
     keep_cluster: bool,
@@ -582,7 +621,7 @@ impl Qa<'_> {
             cluster: Arc::clone(&cluster),
             spawner: self.spawner,
         })
-        .then(release_stage(config, settings, self.release_auth, Expectation::SameRun(facts), secrets))
+        .then(release_stage(config, settings, self.release, Expectation::SameRun(facts), secrets))
         .cleanup(Diagnostics {
             dir: artifacts,
             helm: self.helm,
@@ -613,22 +652,53 @@ fn custom_resources(chart: &std::path::Path) -> Vec<String> {
 /// release: package the QA chart and publish it into the RELEASE repository.
 pub fn release(
     config: &Config,
+    build: &BuildInfo,
     settings: &RunSettings<'_>,
     expect: Expectation,
+    tested_by: Option<TestRun>,
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
     let auth = settings.release_auth(config, secrets)?;
-    Ok(Plan::new().then(release_stage(config, settings, auth, expect, secrets)))
+    let verification = release_verification(config, settings, &auth, secrets)?;
+    let inputs = ReleaseInputs { auth, verification, tested_by, qa_commit: build.commit.clone() };
+    Ok(Plan::new().then(release_stage(config, settings, inputs, expect, secrets)))
+}
+
+/// What a release is given besides the pipeline file: credentials and keys, the check of the
+/// image, and what tested the chart.
+struct ReleaseInputs {
+    auth: ReleaseAuth,
+    verification: Option<crate::stages::image::ImageVerification>,
+    tested_by: Option<TestRun>,
+    /// The QA checkout's commit, which a provenance names when no test run does.
+    qa_commit: String,
 }
 
 /// The release of the QA checkout's chart into the RELEASE repository and/or `chart.oci`.
 fn release_stage(
     config: &Config,
     settings: &RunSettings<'_>,
-    auth: ReleaseAuth,
+    inputs: ReleaseInputs,
     expect: Expectation,
     secrets: &Secrets,
 ) -> crate::stages::release::Release {
+    let ReleaseInputs { auth, verification, tested_by, qa_commit } = inputs;
+    let cosign = match (&config.chart.oci, auth.cosign) {
+        (Some(_), Some(key)) => crate::stages::release::Cosign::Sign(crate::stages::release::ChartSigning {
+            key,
+            provenance: crate::cosign::Release {
+                source: config.repositories.qa.url.clone(),
+                commit: tested_by.as_ref().map_or(qa_commit, |run| run.qa_commit.clone()),
+                tested: tested_by.map(|run| (run.run_id, run.outcome)),
+                image: String::new(),
+                image_digest: None,
+                builder_version: env!("CARGO_PKG_VERSION").to_string(),
+                run_id: settings.run_id.clone(),
+            },
+        }),
+        (None, Some(_)) => crate::stages::release::Cosign::NoOciRegistry,
+        (_, None) => crate::stages::release::Cosign::Off,
+    };
     let index = config.repositories.release.as_ref().map(|release| crate::stages::release::IndexRepository {
         remote: Remote {
             url: release.url.clone(),
@@ -662,6 +732,9 @@ fn release_stage(
         network_timeout: settings.network_timeout,
         oci,
         signing_key: auth.signing,
+        cosign,
+        verification,
+        image_keys: image_keys(config),
     }
 }
 

@@ -408,3 +408,172 @@ fn stagecoach_image_id(reference: &str) -> String {
     assert!(ok, "{out}");
     out.trim().to_string()
 }
+
+#[test]
+fn a_release_to_oci_is_signed_with_a_provenance_of_what_qa_tested_and_refused_for_an_image_that_does_not_verify() {
+    let Some(Setup { cosign, registry, keys, private, public }) = setup() else { return };
+    let app = crate::release::APP;
+    // The images a chart may deploy: one signed by cosign as built from the chart's appVersion,
+    // one attested as built from another commit.
+    let push = |tag: &str| {
+        let tagged = format!("{}/released-op:{tag}", registry.host);
+        crate::qa::tiny_image(&tagged, keys.path());
+        assert!(docker(&["push", "-q", &tagged]).0, "push {tagged}");
+        let digest = registry.digest("released-op", tag).unwrap();
+        docker(&["rmi", "-f", &tagged]);
+        digest
+    };
+    let (built, other_commit) = (push("v1"), push("other"));
+    let image = |digest: &str| format!("{}/released-op@{digest}", registry.host);
+    sign_and_attest(&cosign, &private, &image(&built), app, keys.path());
+    sign_and_attest(&cosign, &private, &image(&other_commit), &"e".repeat(40), keys.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release.git");
+    crate::git_server::seed_bare_repo(&release, &[("README.md", "charts\n")]);
+    let qa = crate::release::qa_checkout(dir.path(), &release, None);
+    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
+        "  name: bitcoin-operator\n",
+        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
+        1,
+    );
+    std::fs::write(
+        qa.join("pipelines/stagecoach.yaml"),
+        pipeline.replace(
+            "  credentials: registry\n",
+            "  credentials: registry\n  verify_key: ${VERIFY_KEY:-keys/cosign.pub}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(qa.join("keys")).unwrap();
+    std::fs::copy(&public, qa.join("keys/cosign.pub")).unwrap();
+    let others = tempfile::tempdir().unwrap();
+    let (_, other_public) = key_pair(&cosign, others.path());
+    std::fs::copy(&other_public, qa.join("keys/other.pub")).unwrap();
+    let values = std::fs::read_to_string(qa.join("values.yaml")).unwrap();
+    let set_image = |digest: &str| {
+        let text = values
+            .replace(
+                "repository: 127.0.0.1:5000/bitcoin-operator",
+                &format!("repository: {}/released-op", registry.host),
+            )
+            .replace("digest: \"\"", &format!("digest: \"{digest}\""));
+        std::fs::write(qa.join("values.yaml"), text).unwrap();
+        git(&qa, &["add", "-A"]);
+        git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "image", "--allow-empty"]);
+    };
+    let key_env = [
+        ("STAGECOACH_COSIGN_KEY", private.to_str().unwrap()),
+        ("STAGECOACH_COSIGN_PASSWORD", PASSWORD),
+        ("DOCKER_PASSWORD", "unused-by-this-registry"),
+    ];
+    let name = "charts/bitcoin-operator";
+
+    // The release checks the image its package deploys before anything is published.
+    let refusals = [
+        ("another key", built.as_str(), "keys/other.pub", format!("{} is not signed by key SHA256:", image(&built))),
+        (
+            "a provenance naming another commit",
+            other_commit.as_str(),
+            "keys/cosign.pub",
+            format!(
+                "was built from commit {} (its provenance says), but the chart's appVersion is {app}",
+                "e".repeat(40)
+            ),
+        ),
+        ("no digest", "", "keys/cosign.pub", "without a digest (image.digest)".to_string()),
+    ];
+    for (case, digest, key, part) in refusals {
+        set_image(digest);
+        let env = [key_env.as_slice(), &[("VERIFY_KEY", key)]].concat();
+        let run = stagecoach(&qa, &["--no-progress", "release", "--untested"], &env);
+        assert_eq!(run.code, 1, "{case}: {}", run.stderr);
+        assert!(run.stderr.contains(&part), "{case}: {}", run.stderr);
+        assert_eq!(registry.tags(name), Vec::<String>::new(), "{case}: something was published");
+        assert_eq!(git(&release, &["rev-list", "--count", "main"]), "1", "{case}");
+    }
+
+    // The tested chart, deploying the signed image: a passed integration-test record names it.
+    set_image(&built);
+    let qa_commit = git(&qa, &["rev-parse", "HEAD"]);
+    let dry_report = dir.path().join("dry.json");
+    let dry =
+        stagecoach(&qa, &["--dry-run", "--report", dry_report.to_str().unwrap(), "release", "--untested"], &key_env);
+    dry.success();
+    let dry_record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dry_report).unwrap()).unwrap();
+    let package_digest =
+        dry_record["stages"][0]["details"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let manifest = dry_record["stages"][0]["details"]["oci_digest"].as_str().unwrap().to_string();
+    assert!(
+        dry.stderr.contains(&format!("dry run: would sign {}/{name}@{manifest} with cosign key", registry.host)),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(registry.tags(name), Vec::<String>::new(), "the dry run pushed");
+    let tested = dir.path().join("tested.json");
+    let record = serde_json::json!({
+        "run_id": "qa-run-7",
+        "outcome": "passed",
+        "build": { "commit": qa_commit },
+        "stages": [{"name": "helm-install", "details": {"tested_app_version": app, "tested_chart_digest": package_digest}}],
+    });
+    std::fs::write(&tested, record.to_string()).unwrap();
+    let tested = tested.to_str().unwrap();
+    let fingerprint = stagecoach::cosign::PublicKey::from_pem(&std::fs::read(&public).unwrap()).unwrap().fingerprint();
+    let plan = stagecoach(&qa, &["plan", "release"], &key_env);
+    plan.success();
+    assert!(
+        plan.stdout.contains(&format!("with cosign key {fingerprint} (tag sha256-<hex>.sig) and attest its SLSA provenance v1: QA https://git.example/qa.git at <from the --tested run record>, integration-test run <from the --tested run record>"))
+            && plan.stdout.contains(&format!("is signed by cosign key {fingerprint} (keys/cosign.pub)")),
+        "{}",
+        plan.stdout
+    );
+
+    let report = dir.path().join("run.json");
+    let started = std::time::Instant::now();
+    let run = stagecoach(
+        &qa,
+        &["--no-progress", "--report", report.to_str().unwrap(), "release", "--tested", tested],
+        &key_env,
+    );
+    run.success();
+    eprintln!("signed release: {:?}", started.elapsed());
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let details = &record["stages"][0]["details"];
+    eprintln!("release stage: {} ms", record["stages"][0]["duration_ms"]);
+    assert_eq!(details["oci_digest"], manifest.as_str());
+    assert_eq!(details["verified_with"], fingerprint.as_str());
+    let hex = manifest.trim_start_matches("sha256:");
+    assert_eq!(registry.digest(name, &format!("sha256-{hex}.sig")).as_deref(), details["signature"].as_str());
+    assert_eq!(registry.digest(name, &format!("sha256-{hex}.att")).as_deref(), details["attestation"].as_str());
+    let message = git(&release, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains(&format!("Chart-Signature: {}\n", details["signature"].as_str().unwrap())), "{message}");
+    for text in [&run.stdout, &run.stderr, &std::fs::read_to_string(&report).unwrap()] {
+        assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+    }
+
+    // The real cosign accepts both, and the provenance names what QA tested.
+    let chart = format!("{}/{name}@{manifest}", registry.host);
+    let (ok, out, err) = verify(&cosign, &public, &chart, keys.path());
+    assert!(ok && out.contains(&manifest), "cosign verify {chart}: {out}{err}");
+    let (ok, _, err) = verify(&cosign, &other_public, &chart, keys.path());
+    assert!(!ok, "another key verified the chart: {err}");
+    let (ok, out, err) = verify_attestation(&cosign, &public, &chart, keys.path());
+    assert!(ok, "cosign verify-attestation {chart}: {out}{err}");
+    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    use base64::Engine as _;
+    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], hex, "{statement}");
+    assert_eq!(definition["resolvedDependencies"][0]["digest"]["gitCommit"], qa_commit.as_str(), "{statement}");
+    assert_eq!(
+        definition["externalParameters"]["integrationTest"],
+        serde_json::json!({"runId": "qa-run-7", "outcome": "passed"})
+    );
+    assert_eq!(
+        definition["resolvedDependencies"][1]["digest"]["sha256"],
+        built.trim_start_matches("sha256:"),
+        "{statement}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::pipeline::{self, Flow};
 use crate::record::{Detail, RunOutcome, StageName};
 use crate::runner::Plan;
 use crate::secrets::Secrets;
-use crate::stages::{Expectation, Tested};
+use crate::stages::{Expectation, TestRun, Tested};
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
     tokio::runtime::Builder::new_multi_thread()
@@ -67,17 +67,19 @@ async fn plan_of(
 ) -> Result<Plan, AppError> {
     let plan = match flow {
         Flow::BuildAndDeploy => pipeline::build_and_deploy(config, build, settings, secrets).await,
-        Flow::IntegrationTest => pipeline::integration_test(config, settings, flags.keep_cluster, secrets).await,
+        Flow::IntegrationTest => pipeline::integration_test(config, build, settings, flags.keep_cluster, secrets).await,
         Flow::Release => {
-            let expect = match (settings.describe_only, flags.tested.is_none() && !flags.untested) {
+            let (expect, tested_by) = match (settings.describe_only, flags.tested.is_none() && !flags.untested) {
                 // `plan release`: what a release with --tested checks, named.
-                (true, true) => Expectation::Record(Tested {
-                    app_version: "<from the --tested run record>".into(),
-                    digest: "<from the --tested run record>".into(),
-                }),
+                (true, true) => {
+                    let named = "<from the --tested run record>";
+                    let tested = Tested { app_version: named.into(), digest: named.into() };
+                    let run = TestRun { run_id: named.into(), qa_commit: named.into(), outcome: named.into() };
+                    (Expectation::Record(tested), Some(run))
+                }
                 _ => tested_record(flags)?,
             };
-            pipeline::release(config, settings, expect, secrets)
+            pipeline::release(config, build, settings, expect, tested_by, secrets)
         }
     };
     plan.map_err(|e| {
@@ -194,9 +196,10 @@ pub(super) fn execute(command: FlowCommand<'_>) -> Result<(), AppError> {
     result
 }
 
-/// What the release must match: the chart tested by the integration-test run of `--tested`.
-fn tested_record(flags: &RunFlags) -> Result<Expectation, AppError> {
-    let Some(path) = &flags.tested else { return Ok(Expectation::Untested) };
+/// What the release must match: the chart tested by the integration-test run of `--tested`,
+/// and that run.
+fn tested_record(flags: &RunFlags) -> Result<(Expectation, Option<TestRun>), AppError> {
+    let Some(path) = &flags.tested else { return Ok((Expectation::Untested, None)) };
     let text = std::fs::read_to_string(path)
         .map_err(|source| AppError::Io { what: format!("reading {}", path.display()), source })?;
     let record: serde_json::Value = serde_json::from_str(&text)
@@ -205,7 +208,15 @@ fn tested_record(flags: &RunFlags) -> Result<Expectation, AppError> {
     let stage = record["stages"].as_array().and_then(|stages| stages.iter().find(|s| s["name"] == install));
     let field = |key: Detail| stage.and_then(|s| s["details"][key.as_str()].as_str()).map(str::to_string);
     match (record["outcome"].as_str(), field(Detail::TestedAppVersion), field(Detail::TestedChartDigest)) {
-        (Some("passed"), Some(app_version), Some(digest)) => Ok(Expectation::Record(Tested { app_version, digest })),
+        (Some("passed"), Some(app_version), Some(digest)) => {
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+            let run = TestRun {
+                run_id: text(&record["run_id"]),
+                qa_commit: text(&record["build"]["commit"]),
+                outcome: "passed".into(),
+            };
+            Ok((Expectation::Record(Tested { app_version, digest }), Some(run)))
+        }
         _ => Err(AppError::Usage(format!(
             "{}: not the record of a passed integration-test run (no tested chart in it)",
             path.display()

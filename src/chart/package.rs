@@ -204,19 +204,26 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Reads Chart.yaml out of a packaged chart (`<name>/Chart.yaml`).
 pub fn read_metadata(bytes: &[u8]) -> Result<Metadata, String> {
+    let chart_yaml = read_file(bytes, "Chart.yaml")?
+        .ok_or_else(|| "no <name>/Chart.yaml inside; not a Helm chart package".to_string())?;
+    Metadata::parse(&chart_yaml).map_err(|e| e.to_string())
+}
+
+/// The file `name` at the top of a packaged chart (`<chart>/name`), if it holds one.
+pub fn read_file(bytes: &[u8], name: &str) -> Result<Option<Vec<u8>>, String> {
     use std::io::Read;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
         let path = entry.path().map_err(|e| e.to_string())?.into_owned();
         let parts: Vec<_> = path.components().collect();
-        if parts.len() == 2 && path.ends_with("Chart.yaml") {
+        if parts.len() == 2 && path.ends_with(name) {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-            return Metadata::parse(&bytes).map_err(|e| e.to_string());
+            return Ok(Some(bytes));
         }
     }
-    Err("no <name>/Chart.yaml inside; not a Helm chart package".into())
+    Ok(None)
 }
 
 #[cfg(test)]

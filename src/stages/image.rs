@@ -271,7 +271,6 @@ impl Stage for SignImage {
     fn run<'a>(&'a self, ctx: &'a StageContext) -> StageFuture<'a> {
         Box::pin(async move {
             use crate::cosign;
-            use crate::cosign::Attached;
             let key = self.key.public_key().fingerprint();
             if self.dry_run {
                 return Ok(Completion::Skipped(format!("dry run: would sign and attest with cosign key {key}")));
@@ -279,37 +278,51 @@ impl Stage for SignImage {
             let Some(digest) = self.facts.lock().unwrap_or_else(|e| e.into_inner()).digest.clone() else {
                 return Ok(Completion::Skipped("nothing was pushed: nothing to sign".into()));
             };
-            let payload = cosign::simple_signing(&self.repository, &digest);
-            let signature = cosign::encode_signature(&self.key.sign(&payload));
-            let layer = Attached {
-                media_type: cosign::SIMPLE_SIGNING_MEDIA_TYPE.into(),
-                bytes: payload,
-                annotations: [(cosign::SIGNATURE_ANNOTATION.to_string(), signature)].into(),
-            };
-            let signature =
-                self.oci.attach(&self.repository, &cosign::tag_for(&digest, "sig"), layer, &self.auth).await?;
-            ctx.line(&format!("signed {}@{digest} with {key}: signature manifest {signature}", self.repository));
-
             let statement = cosign::provenance_statement(&self.repository, &digest, &self.build);
-            let layer = Attached {
-                media_type: cosign::DSSE_MEDIA_TYPE.into(),
-                bytes: cosign::envelope(&statement, &self.key)?,
-                annotations: [
-                    (cosign::SIGNATURE_ANNOTATION.to_string(), String::new()),
-                    ("predicateType".to_string(), cosign::SLSA_PROVENANCE_V1.to_string()),
-                ]
-                .into(),
-            };
-            let attestation =
-                self.oci.attach(&self.repository, &cosign::tag_for(&digest, "att"), layer, &self.auth).await?;
+            let signed =
+                sign_and_attest(&self.oci, &self.auth, &self.key, &self.repository, &digest, &statement).await?;
+            let super::Signed { signature, attestation } = signed.clone();
+            ctx.line(&format!("signed {}@{digest} with {key}: signature manifest {signature}", self.repository));
             ctx.line(&format!("attested its provenance (commit {}): manifest {attestation}", self.build.commit));
             ctx.detail(Detail::Signature, &signature);
             ctx.detail(Detail::Attestation, &attestation);
-            self.facts.lock().unwrap_or_else(|e| e.into_inner()).signed =
-                Some(super::Signed { signature, attestation });
+            self.facts.lock().unwrap_or_else(|e| e.into_inner()).signed = Some(signed);
             Ok(Completion::Done)
         })
     }
+}
+
+/// Signs `repository@digest` as `cosign sign --key` does and attaches `statement` (an in-toto
+/// statement about it) as `cosign attest` does, under its `.sig` and `.att` tags; returns the
+/// two manifests.
+pub async fn sign_and_attest(
+    oci: &crate::tools::oci::Oci,
+    auth: &crate::tools::oci::RegistryAuth,
+    key: &crate::cosign::CosignKey,
+    repository: &str,
+    digest: &str,
+    statement: &[u8],
+) -> Result<super::Signed, crate::runner::StageError> {
+    use crate::cosign::{self, Attached};
+    let payload = cosign::simple_signing(repository, digest);
+    let signature = cosign::encode_signature(&key.sign(&payload));
+    let layer = Attached {
+        media_type: cosign::SIMPLE_SIGNING_MEDIA_TYPE.into(),
+        bytes: payload,
+        annotations: [(cosign::SIGNATURE_ANNOTATION.to_string(), signature)].into(),
+    };
+    let signature = oci.attach(repository, &cosign::tag_for(digest, "sig"), layer, auth).await?;
+    let layer = Attached {
+        media_type: cosign::DSSE_MEDIA_TYPE.into(),
+        bytes: cosign::envelope(statement, key)?,
+        annotations: [
+            (cosign::SIGNATURE_ANNOTATION.to_string(), String::new()),
+            ("predicateType".to_string(), cosign::SLSA_PROVENANCE_V1.to_string()),
+        ]
+        .into(),
+    };
+    let attestation = oci.attach(repository, &cosign::tag_for(digest, "att"), layer, auth).await?;
+    Ok(super::Signed { signature, attestation })
 }
 
 /// How an image's cosign signature and SLSA provenance are checked against a public key:
@@ -320,7 +333,7 @@ pub struct ImageVerification {
     pub auth: crate::tools::oci::RegistryAuth,
     pub key: crate::cosign::PublicKey,
     /// Where the key came from, for plans and messages.
-    pub key_file: PathBuf,
+    pub key_source: String,
 }
 
 impl ImageVerification {
@@ -329,7 +342,7 @@ impl ImageVerification {
         format!(
             "verify that {image} is signed by cosign key {} ({}) and that its SLSA provenance names commit {commit}",
             self.key.fingerprint(),
-            self.key_file.display()
+            self.key_source
         )
     }
 
@@ -350,7 +363,7 @@ impl ImageVerification {
         cosign::verify_provenance(&attestations, &self.key, repository, digest, commit)?;
         let key = self.key.fingerprint();
         ctx.line(&format!("{repository}@{digest} is signed by {key}, and its provenance names commit {commit}"));
-        ctx.detail(Detail::Digest, digest);
+        ctx.detail(Detail::Image, format!("{repository}@{digest}"));
         ctx.detail(Detail::VerifiedWith, key);
         Ok(())
     }

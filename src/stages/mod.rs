@@ -55,6 +55,15 @@ pub struct Tested {
     pub digest: String,
 }
 
+/// The integration-test run that tested a chart, as a release's provenance names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    pub run_id: String,
+    /// The QA commit it ran on.
+    pub qa_commit: String,
+    pub outcome: String,
+}
+
 /// What a release must match before it publishes.
 #[derive(Clone, Debug)]
 pub enum Expectation {

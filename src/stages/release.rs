@@ -34,6 +34,28 @@ pub struct Release {
     pub oci: Option<OciRelease>,
     /// The key releases are signed with: a `.prov` beside the package, in both places.
     pub signing_key: Option<crate::chart::provenance::SigningKey>,
+    /// Whether the OCI manifest is signed with cosign, and what its provenance says.
+    pub cosign: Cosign,
+    /// The check of the image the package deploys, before anything is published.
+    pub verification: Option<super::image::ImageVerification>,
+    /// Where the package's values.yaml names that image.
+    pub image_keys: super::ImageKeys,
+}
+
+/// Cosign signing of the release.
+pub enum Cosign {
+    /// No STAGECOACH_COSIGN_KEY.
+    Off,
+    /// A key, but the release goes to no OCI registry: nothing for it to sign (a plan says so).
+    NoOciRegistry,
+    Sign(ChartSigning),
+}
+
+/// The cosign key an OCI release's manifest is signed with, and its provenance but for the
+/// image, which is read from the package.
+pub struct ChartSigning {
+    pub key: std::sync::Arc<crate::cosign::CosignKey>,
+    pub provenance: crate::cosign::Release,
 }
 
 /// The RELEASE repository: a Helm chart repository in git.
@@ -65,6 +87,10 @@ pub enum ReleaseError {
     Oci(#[from] oci::OciError),
     #[error(transparent)]
     Sign(#[from] crate::chart::provenance::ProvenanceError),
+    #[error(transparent)]
+    Unverified(#[from] crate::cosign::Unverified),
+    #[error("{0}")]
+    Image(String),
     #[error(
         "published, but {url} does not list {name} {version} with digest {digest} (it says: {found}); check what serves the repository"
     )]
@@ -167,6 +193,44 @@ impl Stage for Release {
                 ),
             );
         }
+        if let Some(verification) = &self.verification {
+            let image = format!(
+                "the image the package's values.yaml names ({}, {})",
+                self.image_keys.repository, self.image_keys.digest
+            );
+            actions.insert(
+                2,
+                format!(
+                    "{} (appVersion), before anything is published",
+                    verification.describe(&image, "the chart's appVersion")
+                ),
+            );
+        }
+        match (&self.cosign, &self.oci) {
+            (Cosign::Sign(signing), Some(target)) => {
+                let tested = match &signing.provenance.tested {
+                    Some((run, outcome)) => format!("integration-test run {run}, {outcome}"),
+                    None => "no integration-test run (--untested)".into(),
+                };
+                let at = actions.iter().position(|a| a.starts_with("push ")).map_or(actions.len(), |i| i + 1);
+                actions.insert(
+                    at,
+                    format!(
+                        "sign {}/{name}@<manifest digest> with cosign key {} (tag sha256-<hex>.sig) and attest its SLSA \
+                         provenance v1: QA {} at {}, {tested}, the image digest from values.yaml (tag sha256-<hex>.att)",
+                        target.url.trim_end_matches('/'),
+                        signing.key.public_key().fingerprint(),
+                        signing.provenance.source,
+                        signing.provenance.commit,
+                    ),
+                );
+            }
+            (Cosign::NoOciRegistry, _) | (Cosign::Sign(_), None) => actions.push(
+                "STAGECOACH_COSIGN_KEY is set, but releases go to no OCI registry (chart.oci): nothing is signed with it"
+                    .into(),
+            ),
+            (Cosign::Off, _) => {}
+        }
         if let Some(base) = self.base_url.as_ref().filter(|_| self.index.is_some()) {
             actions.push(format!(
                 "check that {}/index.yaml serves it (up to {}s)",
@@ -187,6 +251,20 @@ impl Stage for Release {
                 )));
             }
             self.check_tested(&package)?;
+            let image = self.packaged_image(&package)?;
+            if let Some(verification) = &self.verification {
+                let Some(digest) = &image.digest else {
+                    return Err(ReleaseError::Image(format!(
+                        "the package's values.yaml names {} without a digest ({}): an image is verified by its manifest \
+                         digest; not publishing",
+                        image.tagged(),
+                        self.image_keys.digest
+                    ))
+                    .into());
+                };
+                let app_version = package.metadata.app_version.clone().unwrap_or_default();
+                verification.verify(&image.repository, digest, &app_version, ctx).await?;
+            }
             ctx.detail(Detail::Package, &package.file_name);
             ctx.detail(Detail::Digest, format!("sha256:{}", package.digest));
             let provenance = match &self.signing_key {
@@ -203,6 +281,12 @@ impl Stage for Release {
                 Some(target) => Some(self.push_oci(target, &package, provenance.as_deref(), ctx).await?),
                 None => None,
             };
+            let signed = match (&self.cosign, &self.oci, &pushed_oci) {
+                (Cosign::Sign(signing), Some(target), Some((reference, digest))) => {
+                    self.sign_oci(signing, target, reference, digest, &image, ctx).await?
+                }
+                _ => None,
+            };
             let mut message = format!(
                 "Release {} {}\n\nApp-Version: {}\nChart-Digest: sha256:{}\n",
                 package.metadata.name,
@@ -212,6 +296,12 @@ impl Stage for Release {
             );
             if let Some((reference, digest)) = &pushed_oci {
                 message.push_str(&format!("Chart-OCI: {reference}@{digest}\n"));
+            }
+            if let Some(signed) = &signed {
+                message.push_str(&format!(
+                    "Chart-Signature: {}\nChart-Attestation: {}\n",
+                    signed.signature, signed.attestation
+                ));
             }
             message.push_str(&format!("Stagecoach-Run: {}\n", self.run_id));
             let Some(index_repository) = &self.index else {
@@ -292,6 +382,64 @@ impl Release {
             oci::Published::Pushed(_) => ctx.line(&format!("pushed {reference} (manifest {digest}, read back)")),
         }
         Ok((reference, digest))
+    }
+
+    /// The operator image the package's values.yaml names.
+    fn packaged_image(&self, package: &package::Package) -> Result<super::qa::QaImage, ReleaseError> {
+        let bad = |why: String| ReleaseError::Image(format!("{}: values.yaml: {why}", package.file_name));
+        let values = package::read_file(&package.bytes, "values.yaml").map_err(bad)?.unwrap_or_default();
+        let values = String::from_utf8(values).map_err(|_| bad("not UTF-8".into()))?;
+        let value = |key: &str| -> Result<Option<String>, ReleaseError> {
+            let path = crate::chart::yaml::parse_path(key).map_err(bad)?;
+            crate::chart::yaml::get(&values, &path).map_err(|e| bad(e.to_string()))
+        };
+        let keys = &self.image_keys;
+        Ok(super::qa::QaImage {
+            repository: value(&keys.repository)?.unwrap_or_default(),
+            tag: value(&keys.tag)?.unwrap_or_default(),
+            digest: value(&keys.digest)?.filter(|d| !d.is_empty()),
+        })
+    }
+
+    /// Signs the chart's OCI manifest with cosign and attests its provenance: what QA tested
+    /// and the image it deploys. A dry run says what it would sign.
+    async fn sign_oci(
+        &self,
+        signing: &ChartSigning,
+        target: &OciRelease,
+        reference: &str,
+        digest: &str,
+        image: &super::qa::QaImage,
+        ctx: &StageContext,
+    ) -> Result<Option<super::Signed>, crate::runner::StageError> {
+        // HOST/PATH/NAME:TAG: the tag's `:` is the last one (a port's comes before a `/`).
+        let repository = reference.rsplit_once(':').map_or(reference, |(repository, _)| repository);
+        let key = signing.key.public_key().fingerprint();
+        if self.dry_run {
+            ctx.line(&format!(
+                "dry run: would sign {repository}@{digest} with cosign key {key} and attest its provenance"
+            ));
+            return Ok(None);
+        }
+        let provenance = crate::cosign::Release {
+            image: image.tagged(),
+            image_digest: image.digest.clone(),
+            ..signing.provenance.clone()
+        };
+        let statement = crate::cosign::release_statement(repository, digest, &provenance);
+        let signed =
+            super::image::sign_and_attest(&target.client, &target.auth, &signing.key, repository, digest, &statement)
+                .await?;
+        ctx.line(&format!("signed {repository}@{digest} with {key}: signature manifest {}", signed.signature));
+        ctx.line(&format!(
+            "attested its provenance (QA commit {}, image {}): manifest {}",
+            provenance.commit,
+            provenance.image_digest.as_deref().unwrap_or("without a digest"),
+            signed.attestation
+        ));
+        ctx.detail(Detail::Signature, &signed.signature);
+        ctx.detail(Detail::Attestation, &signed.attestation);
+        Ok(Some(signed))
     }
 
     /// In the run that tested it, the very package QA installed; else the QA chart packaged
