@@ -111,10 +111,14 @@ enum Verb {
     #[command(long_about = "RELEASE stage, for tagged releases only. Packages the QA chart under its release name \
         without CI files, clones the RELEASE repository, merges the package into index.yaml, commits and pushes. \
         With chart.oci it is pushed to that OCI repository first; with STAGECOACH_SIGNING_KEY set it is signed \
-        (NAME-VERSION.tgz.prov beside the package, in both places).\n\n\
+        (NAME-VERSION.tgz.prov beside the package, in both places). With STAGECOACH_COSIGN_KEY set, the OCI \
+        manifest is signed as `cosign sign --key` does and attested with an SLSA provenance of what QA tested \
+        (QA commit, test run and outcome, image digest); with it or image.verify_key, the image the package \
+        deploys must carry a valid signature and provenance before anything is published.\n\n\
         Changes: the RELEASE repository and chart.oci (nothing with --dry-run).\n\
         Reads: the credential variables of the pipeline file; STAGECOACH_SIGNING_KEY and \
-        STAGECOACH_SIGNING_PASSPHRASE; docker login's credentials for chart.oci without oci_credentials.")]
+        STAGECOACH_SIGNING_PASSPHRASE; STAGECOACH_COSIGN_KEY and STAGECOACH_COSIGN_PASSWORD; docker login's \
+        credentials for chart.oci without oci_credentials.")]
     Release {
         /// The run record (--report) of the integration-test run that tested this chart: the
         /// release refuses a chart whose appVersion or package digest differ from it

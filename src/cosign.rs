@@ -222,6 +222,25 @@ pub struct Build {
 
 /// An in-toto statement with an SLSA provenance v1 predicate for image `repository@digest`.
 pub fn provenance_statement(repository: &str, digest: &str, build: &Build) -> Vec<u8> {
+    let dependency = json!({ "uri": format!("git+{}", build.source), "digest": { "gitCommit": build.commit } });
+    slsa_statement(
+        (repository, digest),
+        BUILD_TYPE,
+        json!({ "source": build.source, "commands": build.commands }),
+        vec![dependency],
+        (&build.builder_version, &build.run_id),
+    )
+}
+
+/// The statement both provenances are: `subject` (repository, digest) built by stagecoach
+/// (`run`: its version and the run id) as `build_type` from `parameters` and `dependencies`.
+fn slsa_statement(
+    (repository, digest): (&str, &str),
+    build_type: &str,
+    parameters: serde_json::Value,
+    dependencies: Vec<serde_json::Value>,
+    (version, run_id): (&str, &str),
+) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let statement = json!({
         "_type": IN_TOTO_STATEMENT,
@@ -229,19 +248,13 @@ pub fn provenance_statement(repository: &str, digest: &str, build: &Build) -> Ve
         "subject": [{ "name": repository, "digest": { "sha256": hex } }],
         "predicate": {
             "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": { "source": build.source, "commands": build.commands },
-                "resolvedDependencies": [{
-                    "uri": format!("git+{}", build.source),
-                    "digest": { "gitCommit": build.commit },
-                }],
+                "buildType": build_type,
+                "externalParameters": parameters,
+                "resolvedDependencies": dependencies,
             },
             "runDetails": {
-                "builder": {
-                    "id": "https://github.com/stagecoach/stagecoach",
-                    "version": { "stagecoach": build.builder_version },
-                },
-                "metadata": { "invocationId": build.run_id },
+                "builder": { "id": "https://github.com/stagecoach/stagecoach", "version": { "stagecoach": version } },
+                "metadata": { "invocationId": run_id },
             },
         },
     });
@@ -269,11 +282,8 @@ pub struct Release {
 /// An in-toto statement with an SLSA provenance v1 predicate for the chart manifest
 /// `repository@digest`: the QA commit and test run it comes from, and the image it deploys.
 pub fn release_statement(repository: &str, digest: &str, release: &Release) -> Vec<u8> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    let mut dependencies = vec![json!({
-        "uri": format!("git+{}", release.source),
-        "digest": { "gitCommit": release.commit },
-    })];
+    let mut dependencies =
+        vec![json!({ "uri": format!("git+{}", release.source), "digest": { "gitCommit": release.commit } })];
     if let Some(image) = &release.image_digest {
         dependencies.push(json!({
             "uri": format!("oci://{}", release.image),
@@ -282,26 +292,13 @@ pub fn release_statement(repository: &str, digest: &str, release: &Release) -> V
         }));
     }
     let tested = release.tested.as_ref().map(|(run_id, outcome)| json!({ "runId": run_id, "outcome": outcome }));
-    let statement = json!({
-        "_type": IN_TOTO_STATEMENT,
-        "predicateType": SLSA_PROVENANCE_V1,
-        "subject": [{ "name": repository, "digest": { "sha256": hex } }],
-        "predicate": {
-            "buildDefinition": {
-                "buildType": RELEASE_BUILD_TYPE,
-                "externalParameters": { "source": release.source, "image": release.image, "integrationTest": tested },
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {
-                    "id": "https://github.com/stagecoach/stagecoach",
-                    "version": { "stagecoach": release.builder_version },
-                },
-                "metadata": { "invocationId": release.run_id },
-            },
-        },
-    });
-    serde_json::to_vec(&statement).unwrap_or_default()
+    slsa_statement(
+        (repository, digest),
+        RELEASE_BUILD_TYPE,
+        json!({ "source": release.source, "image": release.image, "integrationTest": tested }),
+        dependencies,
+        (&release.builder_version, &release.run_id),
+    )
 }
 
 /// `statement` in a DSSE envelope signed by `key`, as the bytes of an attestation layer.

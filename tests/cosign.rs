@@ -432,11 +432,8 @@ fn a_release_to_oci_is_signed_with_a_provenance_of_what_qa_tested_and_refused_fo
     let release = dir.path().join("release.git");
     crate::git_server::seed_bare_repo(&release, &[("README.md", "charts\n")]);
     let qa = crate::release::qa_checkout(dir.path(), &release, None);
-    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
-        "  name: bitcoin-operator\n",
-        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
-        1,
-    );
+    crate::release::release_to_oci(&qa, &registry.host);
+    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap();
     std::fs::write(
         qa.join("pipelines/stagecoach.yaml"),
         pipeline.replace(

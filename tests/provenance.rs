@@ -219,12 +219,7 @@ fn a_release_with_a_key_is_signed_in_both_places() {
     let release = dir.path().join("release.git");
     crate::git_server::seed_bare_repo(&release, &[("README.md", "charts\n")]);
     let qa = crate::release::qa_checkout(dir.path(), &release, None);
-    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
-        "  name: bitcoin-operator\n",
-        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
-        1,
-    );
-    std::fs::write(qa.join("pipelines/stagecoach.yaml"), pipeline).unwrap();
+    crate::release::release_to_oci(&qa, &registry.host);
     crate::support::git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "oci"]);
     let env = [("STAGECOACH_SIGNING_KEY", key.as_str())];
     let run = stagecoach(&qa, &["--no-progress", "release", "--untested"], &env);

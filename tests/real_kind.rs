@@ -24,6 +24,7 @@ use crate::support::{BIN, Run, copy_dir, git, missing_component, stagecoach};
 
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 const HOW: &str = crate::control_plane::HOW;
+const COSIGN_PASSWORD: &str = "real-kind-c0sign";
 
 /// What .ci/kube-tools and .ci/bitcoind-standin printed, and the static operator binary.
 struct Parts {
@@ -34,6 +35,8 @@ struct Parts {
     helm3: PathBuf,
     standin: String,
     operator: PathBuf,
+    /// The real cosign, which makes the key pair DEV signs with and QA verifies with.
+    cosign: PathBuf,
 }
 
 fn parts() -> Option<Parts> {
@@ -54,6 +57,10 @@ fn parts() -> Option<Parts> {
         );
         return None;
     };
+    let Some(cosign) = var("STAGECOACH_COSIGN") else {
+        missing_component("the cosign CLI (STAGECOACH_COSIGN)", "eval \"$(.ci/kube-tools)\"");
+        return None;
+    };
     let target = var("CARGO_TARGET_DIR").map_or_else(|| Path::new(WORKSPACE).join("target"), PathBuf::from);
     let operator = target.join("x86_64-unknown-linux-gnu/image/operator");
     if !operator.is_file() {
@@ -63,7 +70,15 @@ fn parts() -> Option<Parts> {
         );
         return None;
     }
-    Some(Parts { kind: kind.into(), node_image, tools: tools.into(), helm3: helm3.into(), standin, operator })
+    Some(Parts {
+        kind: kind.into(),
+        node_image,
+        tools: tools.into(),
+        helm3: helm3.into(),
+        standin,
+        operator,
+        cosign: cosign.into(),
+    })
 }
 
 /// One real_kind test at a time in this process (nextest runs them one at a time across processes).
@@ -126,8 +141,17 @@ impl Flow {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (dev, qa, release) = (d.join("dev.git"), d.join("qa.git"), d.join("release.git"));
+        // DEV signs the image with a key pair cosign made; QA verifies it with the public key.
+        std::fs::create_dir_all(d.join("keys")).unwrap();
+        let made = Command::new(&parts.cosign)
+            .arg("generate-key-pair")
+            .current_dir(d.join("keys"))
+            .env("COSIGN_PASSWORD", COSIGN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "cosign generate-key-pair: {}", String::from_utf8_lossy(&made.stderr));
         let repositories = format!(
-            "repositories:\n  dev:\n    url: file://{}\n  qa:\n    url: file://{}\n  release:\n    url: file://{}\nimage:\n  repository: {}/bitcoin-operator\n  dockerfile: operator/Dockerfile\nchart:\n  name: bitcoin-operator\ncluster:\n  provider: kind\n  name: {cluster}\n  node_image: {}\n  cache_dir: {}\n  install_timeout: {timeout}\n",
+            "repositories:\n  dev:\n    url: file://{}\n  qa:\n    url: file://{}\n  release:\n    url: file://{}\nimage:\n  repository: {}/bitcoin-operator\n  dockerfile: operator/Dockerfile\n  verify_key: cosign.pub\nchart:\n  name: bitcoin-operator\ncluster:\n  provider: kind\n  name: {cluster}\n  node_image: {}\n  cache_dir: {}\n  install_timeout: {timeout}\n",
             dev.display(),
             qa.display(),
             release.display(),
@@ -145,6 +169,7 @@ impl Flow {
         copy_dir(&Path::new(WORKSPACE).join("chart-template"), &seed);
         std::fs::create_dir_all(seed.join("pipelines")).unwrap();
         std::fs::write(seed.join("pipelines/stagecoach.yaml"), qa_pipeline(&repositories, integration)).unwrap();
+        std::fs::copy(d.join("keys/cosign.pub"), seed.join("cosign.pub")).unwrap();
         // The networks the operator makes run the stand-in: no bitcoind image can be pulled here.
         let values = seed.join("values.yaml").display().to_string();
         stagecoach(d, &["chart", "set", &values, &format!("bitcoind.image={}", parts.standin)], &[]).success();
@@ -208,7 +233,14 @@ impl Flow {
         let work = self.path().join("dev-work");
         git(self.path(), &["clone", "-q", self.path().join("dev.git").to_str().unwrap(), work.to_str().unwrap()]);
         let mut cmd = self.command(&work, &["--no-progress", "build-and-deploy"], None);
-        let run: Run = cmd.env("STAGECOACH_TEST_OPERATOR", operator).output().unwrap().into();
+        let key = self.path().join("keys/cosign.key");
+        let run: Run = cmd
+            .env("STAGECOACH_TEST_OPERATOR", operator)
+            .env("STAGECOACH_COSIGN_KEY", key)
+            .env("STAGECOACH_COSIGN_PASSWORD", COSIGN_PASSWORD)
+            .output()
+            .unwrap()
+            .into();
         run.success();
     }
 
@@ -324,6 +356,11 @@ fn integration_test_on_kind_deploys_the_pushed_image_runs_the_operator_tests_and
     eprintln!("integration-test on kind, cold node image cache: {:.0}s", took.as_secs_f64());
     flow.assert_no_temporary_files();
     let report = flow.report("run1.json");
+    // Verified before anything was deployed: the image DEV signed, by the key QA holds.
+    let verified = stage(&report, "image-verify");
+    assert_eq!(verified["details"]["image"], format!("{repository}@{digest}").as_str(), "{verified:#}");
+    assert!(verified["details"]["verified_with"].as_str().is_some_and(|k| k.starts_with("SHA256:")), "{verified:#}");
+    eprintln!("image-verify on the pushed operator image: {} ms", verified["duration_ms"]);
     assert_eq!(stage(&report, "image-prepare")["details"]["image_id"], pushed_id.as_str());
     assert_eq!(stage(&report, "image-load")["details"]["loaded_image_id"], pushed_id.as_str());
     assert!(

@@ -38,6 +38,17 @@ pub(crate) fn qa_checkout(
     qa
 }
 
+/// `qa`'s pipeline file with releases pushed to `oci://HOST/charts` too, over plain HTTP.
+pub(crate) fn release_to_oci(qa: &Path, host: &str) {
+    let file = qa.join("pipelines/stagecoach.yaml");
+    let pipeline = std::fs::read_to_string(&file).unwrap().replacen(
+        "  name: bitcoin-operator\n",
+        &format!("  name: bitcoin-operator\n  oci: oci://{host}/charts\n  oci_plain_http: true\n"),
+        1,
+    );
+    std::fs::write(file, pipeline).unwrap();
+}
+
 fn record(dir: &Path, name: &str, app_version: &str, digest: &str, outcome: &str) -> String {
     let path = dir.join(name);
     let json = serde_json::json!({
@@ -167,12 +178,7 @@ fn a_release_goes_to_the_oci_registry_too() {
     let release = dir.path().join("release.git");
     seed_bare_repo(&release, &[("README.md", "charts\n")]);
     let qa = qa_checkout(dir.path(), &release, None);
-    let pipeline = std::fs::read_to_string(qa.join("pipelines/stagecoach.yaml")).unwrap().replacen(
-        "  name: bitcoin-operator\n",
-        &format!("  name: bitcoin-operator\n  oci: oci://{}/charts\n  oci_plain_http: true\n", registry.host),
-        1,
-    );
-    std::fs::write(qa.join("pipelines/stagecoach.yaml"), pipeline).unwrap();
+    release_to_oci(&qa, &registry.host);
     git(&qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "oci"]);
     let name = "charts/bitcoin-operator";
     let details = |report: &Path| -> serde_json::Value {
