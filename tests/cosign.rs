@@ -120,6 +120,25 @@ fn a_signed_build_passes_cosign_verify_and_verify_attestation_and_fails_them_onc
     let short = &head[..7];
     let record = dev.dir.path().join("run.json");
 
+    let key_env = [("STAGECOACH_COSIGN_KEY", private.to_str().unwrap()), ("STAGECOACH_COSIGN_PASSWORD", PASSWORD)];
+    // plan and --dry-run name the key by its fingerprint, and sign nothing.
+    let fingerprint = stagecoach::cosign::PublicKey::from_pem(&std::fs::read(&public).unwrap()).unwrap().fingerprint();
+    let plan = stagecoach(dev.dir.path(), &["plan", "build-and-deploy"], &key_env);
+    plan.success();
+    assert!(
+        plan.stdout.contains(&format!("sign {repository}@<pushed digest> with cosign key {fingerprint}")),
+        "{}",
+        plan.stdout
+    );
+    let dry = stagecoach(dev.dir.path(), &["--no-progress", "--dry-run", "build-and-deploy"], &key_env);
+    dry.success();
+    assert!(
+        dry.stderr.contains(&format!("dry run: would sign and attest with cosign key {fingerprint}")),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(registry.tags("signed-operator"), Vec::<String>::new(), "the dry run pushed or signed");
+
     let started = std::time::Instant::now();
     let run = stagecoach(
         dev.dir.path(),
