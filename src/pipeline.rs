@@ -306,7 +306,8 @@ fn image_verification(
 ) -> Result<Option<crate::stages::image::ImageVerification>, SetupError> {
     let Some(file) = &config.image.verify_key else { return Ok(None) };
     let bad = |why: String| SetupError::VerifyKey(format!("{}: {why}", file.display()));
-    let path = crate::files::inside(&config.root, file).map_err(|e| bad(e.to_string()))?;
+    // The refusal names the file itself.
+    let path = crate::files::inside(&config.root, file).map_err(|e| SetupError::VerifyKey(e.to_string()))?;
     let pem = std::fs::read(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
     let key = crate::cosign::PublicKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
     Ok(Some(crate::stages::image::ImageVerification {

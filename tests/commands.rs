@@ -262,9 +262,25 @@ fn init_qa_copies_the_verify_key_and_plan_names_it_by_its_fingerprint() {
         plan.stdout
     );
 
-    // What is not a public key is refused before anything runs, naming the key and the file.
-    std::fs::write(qa.join("keys/cosign.pub"), "not a key\n").unwrap();
-    let refused = stagecoach(&qa, &["plan", "integration-test"], &[]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("image.verify_key: keys/cosign.pub: not a public key"), "{}", refused.stderr);
+    // A key leading out of the checkout, or what is not a public key, is refused before
+    // anything runs, naming the key and the file.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(qa.join("keys/cosign.pub"), outside.path().join("cosign.pub")).unwrap();
+    std::fs::remove_file(qa.join("keys/cosign.pub")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("cosign.pub"), qa.join("keys/cosign.pub")).unwrap();
+    let cases = [
+        ("a symbolic link out of the checkout", None, "image.verify_key: keys/cosign.pub: "),
+        ("not a key", Some("not a key\n"), "image.verify_key: keys/cosign.pub: not a public key"),
+    ];
+    for (name, text, part) in cases {
+        if let Some(text) = text {
+            std::fs::remove_file(qa.join("keys/cosign.pub")).unwrap();
+            std::fs::write(qa.join("keys/cosign.pub"), text).unwrap();
+        }
+        let refused = stagecoach(&qa, &["plan", "integration-test"], &[]);
+        assert_eq!(refused.code, 2, "{name}: {}", refused.stderr);
+        assert!(refused.stderr.contains(part), "{name}: {}", refused.stderr);
+        assert!(text.is_some() || refused.stderr.contains("a symbolic link to"), "{name}: {}", refused.stderr);
+        assert!(!refused.stderr.contains("keys/cosign.pub: keys/cosign.pub"), "{name}: {}", refused.stderr);
+    }
 }
