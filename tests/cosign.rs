@@ -415,6 +415,46 @@ fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_th
             assert!(!calls.iter().any(|c| c.starts_with("kind") || c.starts_with("helm")), "{name}: {calls:#?}");
         }
     }
+    // A release version: the release at the end of the run verifies the image again, then
+    // pushes the chart it tested to the OCI registry, signed, with a provenance naming this run.
+    std::fs::write(
+        &values,
+        original
+            .replace("digest: \"\"", &format!("digest: \"{signed}\""))
+            .replace("repository: stagecoach-test/qa-op", &format!("repository: {repository}")),
+    )
+    .unwrap();
+    crate::release::release_to_oci(&qa.qa, &registry.host);
+    git(&qa.qa, &["add", "-A"]);
+    git(&qa.qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "signed image"]);
+    crate::qa::edit_qa(&qa, "Chart.yaml", "version: 0.1.1-dev.abcdef0", "version: 0.2.0");
+    let qa_commit = git(&qa.qa, &["rev-parse", "HEAD"]);
+    let env = [
+        ("VERIFY_KEY", "keys/cosign.pub"),
+        ("STAGECOACH_COSIGN_KEY", private.to_str().unwrap()),
+        ("STAGECOACH_COSIGN_PASSWORD", PASSWORD),
+    ];
+    let run = qa.run(&["--no-progress", "--report", "../run.json", "integration-test"], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = qa.report();
+    let release = crate::qa::stage(&report, "release");
+    assert_eq!(release["details"]["verified_with"], fingerprint.as_str(), "{release}");
+    let chart =
+        format!("{}/charts/bitcoin-operator@{}", registry.host, release["details"]["oci_digest"].as_str().unwrap());
+    let (ok, out, err) = verify_attestation(&cosign, &public, &chart, keys.path());
+    assert!(ok, "cosign verify-attestation {chart}: {out}{err}");
+    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    use base64::Engine as _;
+    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["resolvedDependencies"][0]["digest"]["gitCommit"], qa_commit.as_str(), "{statement}");
+    assert_eq!(
+        definition["externalParameters"]["integrationTest"],
+        serde_json::json!({ "runId": report["run_id"], "outcome": "passed" }),
+        "{statement}"
+    );
+    assert_eq!(definition["resolvedDependencies"][1]["digest"]["sha256"], signed.trim_start_matches("sha256:"));
     for tag in ["qa-verify", "unsigned", "other-commit", "copied"] {
         docker(&["rmi", "-f", &format!("{repository}:{tag}")]);
     }

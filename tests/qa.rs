@@ -596,7 +596,7 @@ fn an_existing_cluster_is_used_as_it_is_through_only_its_context() {
 }
 
 /// Replaces `from` with `to` in a file of the QA checkout and commits it.
-fn edit_qa(qa: &Qa, file: &str, from: &str, to: &str) {
+pub(crate) fn edit_qa(qa: &Qa, file: &str, from: &str, to: &str) {
     let path = qa.qa.join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(from), "{file} has no {from:?}");
