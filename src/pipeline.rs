@@ -297,48 +297,43 @@ fn image_keys(config: &Config) -> ImageKeys {
     }
 }
 
-/// The check of an image's signature and provenance with `image.verify_key`, if it is set:
-/// the key is read (inside the repository) and parsed before anything runs.
-fn image_verification(
-    config: &Config,
-    settings: &RunSettings<'_>,
-    registry_auth: Option<&crate::tools::docker::RegistryAuth>,
-) -> Result<Option<crate::stages::image::ImageVerification>, SetupError> {
+/// The key images are verified with, `image.verify_key`, and where it came from: read inside
+/// the repository and parsed before anything runs.
+fn verify_key(config: &Config) -> Result<Option<(crate::cosign::PublicKey, String)>, SetupError> {
     let Some(file) = &config.image.verify_key else { return Ok(None) };
     let bad = |why: String| SetupError::VerifyKey(format!("{}: {why}", file.display()));
     // The refusal names the file itself.
     let path = crate::files::inside(&config.root, file).map_err(|e| SetupError::VerifyKey(e.to_string()))?;
     let pem = std::fs::read(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
     let key = crate::cosign::PublicKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(crate::stages::image::ImageVerification {
+    Ok(Some((key, file.display().to_string())))
+}
+
+/// The key a release verifies the image its package deploys with: image.verify_key, else the
+/// public half of the cosign key it signs with; none without either.
+fn release_verify_key(
+    verify_key: Option<(crate::cosign::PublicKey, String)>,
+    auth: &ReleaseAuth,
+) -> Option<(crate::cosign::PublicKey, String)> {
+    verify_key.or_else(|| {
+        let source = "the public half of STAGECOACH_COSIGN_KEY; image.verify_key names another";
+        auth.cosign.as_ref().map(|key| (key.public_key(), source.to_string()))
+    })
+}
+
+/// The check of an image's signature and provenance with `key`, reading from the registry with
+/// the image's credentials.
+fn image_verification(
+    settings: &RunSettings<'_>,
+    (key, key_source): (crate::cosign::PublicKey, String),
+    registry_auth: Option<&crate::tools::docker::RegistryAuth>,
+) -> crate::stages::image::ImageVerification {
+    crate::stages::image::ImageVerification {
         timeout: settings.network_timeout,
         auth: crate::tools::oci::Oci::auth(registry_auth),
         key,
-        key_source: file.display().to_string(),
-    }))
-}
-
-/// How a release checks the image its package deploys: with image.verify_key, else with the
-/// public half of the cosign key it signs with; not at all without either.
-fn release_verification(
-    config: &Config,
-    settings: &RunSettings<'_>,
-    auth: &ReleaseAuth,
-    secrets: &mut Secrets,
-) -> Result<Option<crate::stages::image::ImageVerification>, SetupError> {
-    if config.image.verify_key.is_none() && auth.cosign.is_none() {
-        return Ok(None);
+        key_source,
     }
-    let registry_auth = settings.registry_auth(config, secrets)?;
-    if let Some(verification) = image_verification(config, settings, registry_auth.as_ref())? {
-        return Ok(Some(verification));
-    }
-    Ok(auth.cosign.as_ref().map(|key| crate::stages::image::ImageVerification {
-        timeout: settings.network_timeout,
-        auth: crate::tools::oci::Oci::auth(registry_auth.as_ref()),
-        key: key.public_key(),
-        key_source: "the public half of STAGECOACH_COSIGN_KEY; image.verify_key names another".into(),
-    }))
 }
 
 /// What a QA run reads from the QA checkout's chart before anything runs.
@@ -447,10 +442,12 @@ pub async fn integration_test(
         spawner: spawner.clone(),
     };
     let registry_auth = settings.registry_auth(config, secrets)?;
-    let verification = image_verification(config, settings, registry_auth.as_ref())?;
+    let verify_key = verify_key(config)?;
+    let verification = verify_key.clone().map(|key| image_verification(settings, key, registry_auth.as_ref()));
     let dev_auth = settings.repo_auth(config, &config.repositories.dev, secrets)?;
     let release_auth = settings.release_auth(config, secrets)?;
-    let release_verification = release_verification(config, settings, &release_auth, secrets)?;
+    let release_verification = release_verify_key(verify_key, &release_auth)
+        .map(|key| image_verification(settings, key, registry_auth.as_ref()));
     // The release at the end of this run publishes what this run tested, on this QA commit.
     let tested_by =
         TestRun { run_id: settings.run_id.clone(), qa_commit: build.commit.clone(), outcome: "passed".into() };
@@ -660,7 +657,11 @@ pub fn release(
     secrets: &mut Secrets,
 ) -> Result<Plan, SetupError> {
     let auth = settings.release_auth(config, secrets)?;
-    let verification = release_verification(config, settings, &auth, secrets)?;
+    // The registry's credentials only when there is an image to verify.
+    let verification = match release_verify_key(verify_key(config)?, &auth) {
+        Some(key) => Some(image_verification(settings, key, settings.registry_auth(config, secrets)?.as_ref())),
+        None => None,
+    };
     let inputs = ReleaseInputs { auth, verification, tested_by, qa_commit: build.commit.clone() };
     Ok(Plan::new().then(release_stage(config, settings, inputs, expect, secrets)))
 }

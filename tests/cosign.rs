@@ -106,6 +106,14 @@ fn sign_and_attest(cosign: &Path, private: &Path, image: &str, commit: &str, dir
     assert!(ok, "cosign attest: {err}");
 }
 
+/// The in-toto statement of the first envelope `cosign verify-attestation` printed.
+fn attested_statement(out: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&statement).unwrap()
+}
+
 fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -178,10 +186,7 @@ fn a_signed_build_passes_cosign_verify_and_verify_attestation_and_fails_them_onc
     }
     let (ok, out, err) = verify_attestation(&cosign, &public, &by_digest, keys.path());
     assert!(ok, "cosign verify-attestation: {out}{err}");
-    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    use base64::Engine as _;
-    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
-    let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let statement = attested_statement(&out);
     assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
     assert_eq!(
         statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["gitCommit"],
@@ -342,6 +347,12 @@ fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_th
     let fingerprint = stagecoach::cosign::PublicKey::from_pem(&std::fs::read(&public).unwrap()).unwrap().fingerprint();
     let values = qa.qa.join("values.yaml");
     let original = std::fs::read_to_string(&values).unwrap();
+    let set_image = |digest: &str| {
+        let text = original
+            .replace("digest: \"\"", &format!("digest: \"{digest}\""))
+            .replace("repository: stagecoach-test/qa-op", &format!("repository: {repository}"));
+        std::fs::write(&values, text).unwrap();
+    };
     let appversion = &qa.first_commit;
 
     // (name, verify_key, digest in values.yaml, exit code, what the error says)
@@ -389,13 +400,7 @@ fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_th
         ("a key outside the checkout", "../cosign.pub", &signed, 2, "image.verify_key".into()),
     ];
     for (name, key, digest, code, part) in cases {
-        std::fs::write(
-            &values,
-            original
-                .replace("digest: \"\"", &format!("digest: \"{digest}\""))
-                .replace("repository: stagecoach-test/qa-op", &format!("repository: {repository}")),
-        )
-        .unwrap();
+        set_image(digest);
         let _ = std::fs::remove_file(&qa.log);
         let run = qa.run(&["--no-progress", "--report", "../run.json", "integration-test"], &[("VERIFY_KEY", key)]);
         assert_eq!(run.code, code, "{name}: {}", run.stderr);
@@ -417,13 +422,7 @@ fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_th
     }
     // A release version: the release at the end of the run verifies the image again, then
     // pushes the chart it tested to the OCI registry, signed, with a provenance naming this run.
-    std::fs::write(
-        &values,
-        original
-            .replace("digest: \"\"", &format!("digest: \"{signed}\""))
-            .replace("repository: stagecoach-test/qa-op", &format!("repository: {repository}")),
-    )
-    .unwrap();
+    set_image(&signed);
     crate::release::release_to_oci(&qa.qa, &registry.host);
     git(&qa.qa, &["add", "-A"]);
     git(&qa.qa, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "signed image"]);
@@ -443,10 +442,7 @@ fn qa_deploys_only_an_image_signed_by_image_verify_key_whose_provenance_names_th
         format!("{}/charts/bitcoin-operator@{}", registry.host, release["details"]["oci_digest"].as_str().unwrap());
     let (ok, out, err) = verify_attestation(&cosign, &public, &chart, keys.path());
     assert!(ok, "cosign verify-attestation {chart}: {out}{err}");
-    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    use base64::Engine as _;
-    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
-    let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let statement = attested_statement(&out);
     let definition = &statement["predicate"]["buildDefinition"];
     assert_eq!(definition["resolvedDependencies"][0]["digest"]["gitCommit"], qa_commit.as_str(), "{statement}");
     assert_eq!(
@@ -616,10 +612,7 @@ fn a_release_to_oci_is_signed_with_a_provenance_of_what_qa_tested_and_refused_fo
     assert!(!ok, "another key verified the chart: {err}");
     let (ok, out, err) = verify_attestation(&cosign, &public, &chart, keys.path());
     assert!(ok, "cosign verify-attestation {chart}: {out}{err}");
-    let envelope: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    use base64::Engine as _;
-    let statement = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
-    let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let statement = attested_statement(&out);
     let definition = &statement["predicate"]["buildDefinition"];
     assert_eq!(statement["subject"][0]["digest"]["sha256"], hex, "{statement}");
     assert_eq!(definition["resolvedDependencies"][0]["digest"]["gitCommit"], qa_commit.as_str(), "{statement}");
